@@ -1,0 +1,1 @@
+"""Analysis: ArviZ diagnostics, LOO comparison, calibration, metrics, plots and the report."""

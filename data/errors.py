@@ -1,0 +1,29 @@
+"""The one error type for bad input: names the file, the field and the first offending row."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input from a user: a file, a field of it, or a command-line option.
+
+    The message is one line: ``FILE: field 'F', row R: what is wrong``. The CLI
+    prints it on stderr and exits with status 2.
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None, row: int | None = None):
+        self.file = None if file is None else str(file)
+        self.field = field
+        self.row = row
+        self.reason = message
+        parts = []
+        if self.file is not None:
+            parts.append(f"{self.file}:")
+        where = []
+        if field is not None:
+            where.append(f"field '{field}'")
+        if row is not None:
+            where.append(f"row {row}")
+        if where:
+            parts.append(", ".join(where) + ":")
+        parts.append(" ".join(message.split()))  # one line, always
+        super().__init__(" ".join(parts))

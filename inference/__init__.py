@@ -1,0 +1,1 @@
+"""Inference drivers (NUTS, SVI) and run directories."""
