@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from data.atomic import atomic_path
 from data.errors import InputError
 
 SCHEMA = "bayesmatrix.llmlog/1"
@@ -149,17 +149,8 @@ def write_log(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Validate and write a log atomically: a temporary file beside ``path``, then a rename."""
     path = Path(path)
     validate_log(ds, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -1,0 +1,28 @@
+"""``bayesmatrix compare``: PSIS-LOO comparison of run directories."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="compare run directories fitted to the same log by PSIS-LOO",
+        description="Rank RUN_DIRs by expected log predictive density (PSIS-LOO), with the difference to "
+        "the best, its standard error, stacking weights and Pareto-k warnings.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="CSV", help="also write the table as CSV")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> int:
+    from analysis.compare import compare_runs, format_comparison
+
+    comparison = compare_runs(args.runs)
+    print(format_comparison(comparison))
+    if args.out:
+        from data.atomic import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            comparison.table.to_csv(tmp)
+    return 0

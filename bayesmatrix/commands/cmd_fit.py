@@ -1,0 +1,74 @@
+"""``bayesmatrix fit``: fit a model to an LLM log by NUTS or SVI into a run directory."""
+
+from __future__ import annotations
+
+MODEL_NAMES = ("matrix", "mixture", "icl", "icl-general", "icl-mixture", "icl-none", "icl-frequency")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fit",
+        help="fit a model to an LLM log (NUTS or SVI) and write a run directory",
+        description="Fit a NumPyro model to an LLM log and write RUN_DIR (posterior.nc, run.json, "
+        "summary.csv, plots/). Models: " + ", ".join(MODEL_NAMES) + ".",
+    )
+    p.add_argument("log", metavar="LOG", help="LLM log (netCDF) from `log`, `import` or `simulate`")
+    p.add_argument("--model", required=True, help="model name: " + ", ".join(MODEL_NAMES))
+    p.add_argument("--method", choices=("nuts", "svi"), default="nuts")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists")
+    p.add_argument("--components", type=int, default=2, metavar="K", help="mixture components (mixture models)")
+    p.add_argument("--keep-other", action="store_true", help="keep the <other> column as a category (ICL models)")
+    p.add_argument("--num-samples", type=int, default=1000, help="draws per chain (NUTS) or from the guide (SVI)")
+    p.add_argument("--num-warmup", type=int, default=1000)
+    p.add_argument("--num-chains", type=int, default=4)
+    p.add_argument("--target-accept", type=float, default=0.9, help="NUTS target acceptance probability")
+    p.add_argument("--guide", choices=("normal", "mvn", "delta"), default="normal", help="SVI autoguide")
+    p.add_argument("--learning-rate", type=float, default=0.01, help="SVI Adam step size")
+    p.add_argument("--max-steps", type=int, default=20000, help="SVI step limit (stops earlier at an ELBO plateau)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--x64", action="store_true", help="compute in float64")
+    p.add_argument("--device", default="cpu", help="JAX platform: cpu or gpu")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures in RUN_DIR/plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> int:
+    from data.errors import InputError
+
+    for name in ("num_samples", "num_chains", "components", "max_steps"):
+        if getattr(args, name) < 1:
+            raise InputError("must be at least 1", field="--" + name.replace("_", "-"))
+    if args.num_warmup < 0:
+        raise InputError("must not be negative", field="--num-warmup")
+    if not 0 < args.target_accept < 1:
+        raise InputError("must lie strictly between 0 and 1", field="--target-accept")
+
+    from inference.runtime import configure
+
+    configure(num_chains=args.num_chains if args.method == "nuts" else 1, x64=args.x64, device=args.device)
+
+    from analysis.diagnostics import diagnose_datatree, format_diagnosis
+    from analysis.plots import run_figures
+    from inference.fit import FitOptions, fit
+
+    options = FitOptions(
+        model=args.model,
+        method=args.method,
+        components=args.components,
+        keep_other=args.keep_other,
+        num_samples=args.num_samples,
+        num_warmup=args.num_warmup,
+        num_chains=args.num_chains,
+        seed=args.seed,
+        target_accept_prob=args.target_accept,
+        guide=args.guide,
+        learning_rate=args.learning_rate,
+        max_steps=args.max_steps,
+        progress_bar=not args.quiet,
+    )
+    result = fit(args.log, options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
+    diagnosis = diagnose_datatree(result.datatree, args.method, result.info.get("converged"))
+    print(format_diagnosis(diagnosis, title=f"{args.model} by {args.method}: {result.path}"))
+    return 0

@@ -1,0 +1,142 @@
+"""Fit a model to an LLM log and write a run directory: the library side of ``bayesmatrix fit``."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from data.errors import InputError
+from data.llmlog import read_log
+
+METHODS = ("nuts", "svi")
+
+
+class FitOptions(NamedTuple):
+    """Options of one fit; all of them go into run.json."""
+
+    model: str
+    method: str = "nuts"
+    components: int = 2
+    keep_other: bool = False
+    num_samples: int = 1000
+    num_warmup: int = 1000
+    num_chains: int = 4
+    seed: int = 0
+    target_accept_prob: float = 0.9
+    guide: str = "normal"
+    learning_rate: float = 0.01
+    max_steps: int = 20000
+    progress_bar: bool = True
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns."""
+
+    path: Path
+    """The run directory written."""
+    datatree: Any
+    """The DataTree written to posterior.nc."""
+    info: dict
+    """What was written to run.json."""
+
+
+def global_sites(datatree) -> list[str]:
+    """Posterior sites that are not per-row (the ones worth a summary table)."""
+    posterior = datatree["posterior"]
+    return [name for name, var in posterior.data_vars.items() if "row" not in var.dims]
+
+
+def summarize(datatree):
+    """ArviZ summary (mean, sd, 94% interval, ESS, R-hat, MCSE) of the global sites."""
+    import arviz_stats as azs
+
+    return azs.summary(datatree, var_names=global_sites(datatree), round_to="none", ci_prob=0.94)
+
+
+def fit(
+    log_path: str | os.PathLike,
+    options: FitOptions,
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    figures: Callable[[Any, Path], None] | None = None,
+) -> FitResult:
+    """Read the log, fit ``options.model`` by ``options.method`` and write the run directory ``out``."""
+    from inference.nuts import nuts
+    from inference.prepare import prepare
+    from inference.rundir import check_destination, file_sha256, package_versions, write_run_dir
+    from inference.runtime import x64_enabled
+    from inference.svi import svi
+    from models import MODELS
+
+    if options.model not in MODELS:
+        raise InputError(f"unknown model {options.model!r}; choose one of {', '.join(MODELS)}", field="--model")
+    if options.method not in METHODS:
+        raise InputError(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}", field="--method")
+    check_destination(out, force)
+    ds = read_log(log_path)
+    model_input = prepare(ds, options.model, keep_other=options.keep_other, components=options.components)
+    model_fn = MODELS[options.model].function
+
+    start = time.perf_counter()
+    if options.method == "nuts":
+        result = nuts(
+            model_fn,
+            model_input.kwargs,
+            num_samples=options.num_samples,
+            num_warmup=options.num_warmup,
+            num_chains=options.num_chains,
+            seed=options.seed,
+            target_accept_prob=options.target_accept_prob,
+            coords=model_input.coords,
+            dims=model_input.dims,
+            progress_bar=options.progress_bar,
+        )
+        method_info = {
+            "num_divergences": result.num_divergences,
+            "num_gradient_evals": result.num_gradient_evals,
+            "chain_method": result.chain_method,
+            "seconds_warmup": result.seconds_warmup,
+            "seconds_sampling": result.seconds_sampling,
+        }
+    else:
+        result = svi(
+            model_fn,
+            model_input.kwargs,
+            guide=options.guide,
+            learning_rate=options.learning_rate,
+            max_steps=options.max_steps,
+            num_samples=options.num_samples,
+            seed=options.seed,
+            coords=model_input.coords,
+            dims=model_input.dims,
+            progress_bar=options.progress_bar,
+        )
+        method_info = {
+            "converged": result.converged,
+            "num_steps": result.num_steps,
+            "final_loss": float(result.losses[-1]),
+            "seconds_optimise": result.seconds,
+        }
+    datatree = result.datatree
+    datatree.attrs.update({"model": options.model, "method": options.method})
+    summary = summarize(datatree)
+    info = {
+        "model": options.model,
+        "method": options.method,
+        "options": options._asdict(),
+        "seed": options.seed,
+        "data_file": Path(log_path).name,
+        "data_sha256": file_sha256(log_path),
+        "data_model": ds.attrs.get("model", ""),
+        "columns": list(model_input.columns),
+        "num_rows": int(ds.sizes["row"]),
+        "x64": x64_enabled(),
+        "versions": package_versions(),
+        "seconds_total": time.perf_counter() - start,
+        **method_info,
+    }
+    path = write_run_dir(out, datatree, info, summary=summary, figures=figures, force=force)
+    return FitResult(path=path, datatree=datatree, info=info)

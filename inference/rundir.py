@@ -1,0 +1,153 @@
+"""Run directories: what ``fit`` writes and ``diagnose``, ``compare`` and ``report`` read.
+
+Layout (DESIGN.md §3)::
+
+    RUN_DIR/
+      posterior.nc   ArviZ DataTree: posterior, sample_stats, log_likelihood, observed_data
+                     (posterior_predictive where made; elbo for SVI runs)
+      run.json       model, method, options, seed, data file hash, package versions, timings
+      summary.csv    ArviZ summary of the global (not per-row) sites
+      plots/         PNG figures
+
+A run directory is built under a temporary name beside its destination and
+renamed into place, so a crash never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple
+
+from data.errors import InputError
+
+POSTERIOR_FILE = "posterior.nc"
+RUN_FILE = "run.json"
+SUMMARY_FILE = "summary.csv"
+PLOTS_DIR = "plots"
+
+PACKAGES = ("bayesmatrix", "numpyro", "jax", "jaxlib", "arviz-base", "arviz-stats", "xarray", "numpy", "torch", "transformers")
+
+
+class Run(NamedTuple):
+    """A run directory read back."""
+
+    path: Path
+    """The run directory."""
+    datatree: Any
+    """The ArviZ DataTree of posterior.nc, loaded into memory."""
+    info: dict
+    """run.json."""
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def check_destination(out: str | os.PathLike, force: bool) -> Path:
+    """Refuse to overwrite an existing run directory unless ``force``; call before any work."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise InputError("already exists; choose another --out or pass --force to replace it", file=str(out))
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a directory", file=str(out))
+    return out
+
+
+def write_run_dir(
+    out: str | os.PathLike,
+    datatree,
+    info: Mapping[str, Any],
+    summary=None,
+    figures: Callable[[Any, Path], None] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write a run directory atomically: build it under a temporary name, then rename.
+
+    ``figures(datatree, plots_dir)`` may draw PNG files into ``plots/``.
+    """
+    out = check_destination(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        datatree.to_netcdf(staging / POSTERIOR_FILE, engine="netcdf4")
+        with open(staging / RUN_FILE, "w") as handle:
+            json.dump(dict(info), handle, indent=2, sort_keys=True, default=_json_default)
+            handle.write("\n")
+        if summary is not None:
+            summary.to_csv(staging / SUMMARY_FILE)
+        (staging / PLOTS_DIR).mkdir()
+        if figures is not None:
+            figures(datatree, staging / PLOTS_DIR)
+        _replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    if not out.exists():
+        os.replace(new, out)
+        return
+    # A directory cannot be renamed over a non-empty one: move the old one aside first.
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    os.replace(out, old)
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_run(path: str | os.PathLike) -> Run:
+    """Read a run directory written by ``fit``; a missing or broken one is an InputError."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError("not a run directory (no such directory)", file=str(path))
+    for name in (POSTERIOR_FILE, RUN_FILE):
+        if not (path / name).is_file():
+            raise InputError(f"not a run directory: {name} is missing", file=str(path))
+    try:
+        with open(path / RUN_FILE) as handle:
+            info = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise InputError(f"is not valid JSON ({error.msg}, line {error.lineno})", file=str(path / RUN_FILE)) from None
+    try:
+        with xr.open_datatree(path / POSTERIOR_FILE, engine="netcdf4") as opened:
+            datatree = opened.load()
+    except Exception as error:  # netCDF4/HDF5 raise several types
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"not a readable DataTree netCDF file ({reason})", file=str(path / POSTERIOR_FILE)) from None
+    return Run(path=path, datatree=datatree, info=info)
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in run.json")
