@@ -99,8 +99,14 @@ def svi(
     coords: Mapping[str, Any] | None = None,
     dims: Mapping[str, list[str]] | None = None,
     progress_bar: bool = True,
+    predict_kwargs: Mapping[str, Any] | None = None,
 ) -> SviResult:
-    """Fit ``model(**model_kwargs)`` by SVI with an autoguide and draw ``num_samples`` from it."""
+    """Fit ``model(**model_kwargs)`` by SVI with an autoguide and draw ``num_samples`` from it.
+
+    ``predict_kwargs`` replace ``model_kwargs`` when the draws, deterministic sites and
+    pointwise log-likelihood are computed: a model fitted on minibatches
+    (``plate(..., subsample_size=B)``) is evaluated on every row there.
+    """
     import jax
     import numpyro
     import xarray as xr
@@ -145,7 +151,7 @@ def svi(
 
     datatree = draws_to_datatree(
         model,
-        model_kwargs,
+        model_kwargs if predict_kwargs is None else predict_kwargs,
         guide=auto,
         params=params,
         num_samples=num_samples,
