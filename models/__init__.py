@@ -1,1 +1,104 @@
-"""NumPyro models of the matrix, Dirichlet mixtures, embedding compression and in-context learning. Imports nothing of ours."""
+"""NumPyro models of the matrix, Dirichlet mixtures and in-context learning, with their closed forms.
+
+Imports nothing of ours but JAX and NumPyro. Every model is a function of
+keyword arrays whose observed sites (``probs``, ``counts``) default to
+``None``, so one function serves prior predictive, fitting and posterior
+predictive. :data:`MODELS` maps each model's name to its :class:`ModelSpec`;
+``inference.prepare.prepare`` turns an LLM log into the keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+from models.closed_forms import (
+    clip_simplex,
+    decayed_counts,
+    dirichlet_predictive,
+    frequency_predictive,
+    log_evidence,
+    mixture_posterior,
+    mixture_predictive,
+    tempered,
+)
+from models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
+from models.matrix import matrix
+from models.mixture import mixture
+
+
+class ModelSpec(NamedTuple):
+    """One entry of :data:`MODELS`."""
+
+    function: Callable[..., None]
+    """The NumPyro model; call it with ``prepare(...).kwargs``."""
+    observed: tuple[str, ...]
+    """The observed sites it can take (each a keyword argument of ``function``)."""
+    description: str
+    """One line for listings and reports."""
+    defaults: Mapping[str, Any]
+    """The model's options (keyword arguments that are not data) and their defaults."""
+    family: str
+    """``"rows"`` (independent rows of the matrix) or ``"icl"`` (predictions along in-context episodes)."""
+
+
+_ROWS_DEFAULTS = {"observe": ("probs",), "explicit": False, "epsilon": 1e-6}
+
+MODELS: dict[str, ModelSpec] = {
+    "matrix": ModelSpec(
+        matrix, ("probs", "counts"), "every row drawn from one Dirichlet(s m)", _ROWS_DEFAULTS, "rows"
+    ),
+    "mixture": ModelSpec(
+        mixture,
+        ("probs", "counts"),
+        "rows drawn from a K-component Dirichlet mixture",
+        {**_ROWS_DEFAULTS, "components": 2},
+        "rows",
+    ),
+    "icl": ModelSpec(
+        icl, ("probs",), "exact Bayesian updating from a Dirichlet prior", {"epsilon": 1e-6}, "icl"
+    ),
+    "icl-general": ModelSpec(
+        icl_general,
+        ("probs",),
+        "Bayesian updating with recency decay and temperature",
+        {"epsilon": 1e-6},
+        "icl",
+    ),
+    "icl-mixture": ModelSpec(
+        icl_mixture,
+        ("probs",),
+        "exact Bayesian updating from a Dirichlet-mixture prior",
+        {"components": 2, "epsilon": 1e-6},
+        "icl",
+    ),
+    "icl-none": ModelSpec(
+        icl_none, ("probs",), "no updating: a constant predictive m", {"epsilon": 1e-6}, "icl"
+    ),
+    "icl-frequency": ModelSpec(
+        icl_frequency,
+        ("probs",),
+        "smoothed relative frequency of the examples",
+        {"epsilon": 1e-6},
+        "icl",
+    ),
+}
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "clip_simplex",
+    "decayed_counts",
+    "dirichlet_predictive",
+    "frequency_predictive",
+    "icl",
+    "icl_frequency",
+    "icl_general",
+    "icl_mixture",
+    "icl_none",
+    "log_evidence",
+    "matrix",
+    "mixture",
+    "mixture_posterior",
+    "mixture_predictive",
+    "tempered",
+]

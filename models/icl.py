@@ -1,0 +1,152 @@
+"""In-context learning models: how the LLM's predictive follows its in-context examples.
+
+DESIGN.md §1. Each row of an ICL log is one prediction ``probs_r`` made after
+the in-context examples counted in ``context_counts[r]`` (``n_r``, ``k_r =
+sum(n_r)``). Every model names an updater ``q_r`` (the predictive it claims
+the LLM computes) and observes the LLM's row around it,
+
+    probs_r ~ Dirichlet(tau * q_r),
+
+with ``probs_r`` clipped at ``epsilon`` and renormalised
+(:func:`models.closed_forms.clip_simplex`): the Dirichlet is the robust
+observation model only for rows whose every entry is at least ``epsilon``, and
+``tau`` says how tightly the LLM follows the updater. The models differ only
+in the updater:
+
+- ``icl``            exact Bayes: q = (alpha + n) / (S + k)
+- ``icl_general``    recency decay and temperature around exact Bayes
+- ``icl_mixture``    exact Bayes under a Dirichlet-mixture prior
+- ``icl_none``       no update: q = m
+- ``icl_frequency``  smoothed relative frequency: q = (n + eps) / (k + C eps)
+
+A per-example evidence weight ``lam``, ``(alpha + lam n) / (S + lam k)``, is
+not a parameter of any of them: it equals exact Bayes with prior
+``alpha / lam``, so the fitted prior absorbs it.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+
+from models.closed_forms import (
+    clip_simplex,
+    decayed_counts,
+    dirichlet_predictive,
+    frequency_predictive,
+    mixture_predictive,
+    tempered,
+)
+from models.priors import (
+    component_strength_prior,
+    decay_prior,
+    pseudocount_prior,
+    strength_prior,
+    tau_prior,
+    temperature_prior,
+)
+
+
+def icl(*, context_counts, probs=None, epsilon: float = 1e-6):
+    """Exact Bayesian updating from a Dirichlet prior.
+
+    m       ~ Dirichlet(1_C)              prior mean
+    s       ~ LogNormal(log 2, 1.5)       strength S = sum(alpha), in examples
+    alpha   = s m                         (deterministic site)
+    tau     ~ LogNormal(log 10, 3)        precision of the LLM around the updater
+    q_r     = (alpha + n_r) / (s + k_r)
+    probs_r ~ Dirichlet(tau q_r)
+    """
+    m = numpyro.sample("m", dist.Dirichlet(jnp.ones(context_counts.shape[-1])))
+    s = numpyro.sample("s", strength_prior())
+    alpha = numpyro.deterministic("alpha", s * m)
+    tau = numpyro.sample("tau", tau_prior())
+    _observe(tau, dirichlet_predictive(alpha, context_counts), probs, epsilon)
+
+
+def icl_general(*, last_example, episode_start, probs=None, epsilon: float = 1e-6):
+    """A generalised Bayesian updater: exact Bayes when decay = 1 and temperature = 1.
+
+    m           ~ Dirichlet(1_C)
+    s           ~ LogNormal(log 2, 1.5)
+    alpha       = s m
+    decay       ~ Beta(3, 1)              weight of each older example relative to the next
+    temperature ~ LogNormal(0, 0.5)
+    tau         ~ LogNormal(log 10, 3)
+    w_r         = decay w_(r-1) + onehot(y_r),  w = 0 at an episode start
+    p_r         = (alpha + w_r) / (s + sum w_r)
+    q_r         ∝ p_r^(1 / temperature)
+    probs_r     ~ Dirichlet(tau q_r)
+
+    ``last_example`` ``(rows, C)`` is ``onehot(y_r)``, the example that arrived
+    just before row r (zeros at an episode start); ``episode_start`` ``(rows,)``
+    flags each episode's first row, at which no example has been seen.
+    """
+    m = numpyro.sample("m", dist.Dirichlet(jnp.ones(last_example.shape[-1])))
+    s = numpyro.sample("s", strength_prior())
+    alpha = numpyro.deterministic("alpha", s * m)
+    decay = numpyro.sample("decay", decay_prior())
+    temperature = numpyro.sample("temperature", temperature_prior())
+    tau = numpyro.sample("tau", tau_prior())
+    weighted_counts = decayed_counts(last_example, episode_start, decay)
+    _observe(tau, tempered(dirichlet_predictive(alpha, weighted_counts), temperature), probs, epsilon)
+
+
+def icl_mixture(*, context_counts, components: int = 2, probs=None, epsilon: float = 1e-6):
+    """Exact Bayesian updating from a K-component Dirichlet-mixture prior.
+
+    w       ~ Dirichlet(1_K)
+    m_k     ~ Dirichlet(1_C)                       (plate ``component``)
+    s       ~ sorted K iid LogNormal(log 2, 1.5)   s_1 < ... < s_K labels the components
+    alpha_k = s_k m_k                              (deterministic site ``alpha``, (K, C))
+    tau     ~ LogNormal(log 10, 3)
+    w'_rk   ∝ w_k B(alpha_k + n_r) / B(alpha_k)    (log space, gammaln)
+    q_r     = sum_k w'_rk (alpha_k + n_r) / (s_k + k_r)
+    probs_r ~ Dirichlet(tau q_r)
+    """
+    w = numpyro.sample("w", dist.Dirichlet(jnp.ones(components)))
+    with numpyro.plate("component", components):
+        m = numpyro.sample("m", dist.Dirichlet(jnp.ones(context_counts.shape[-1])))
+    s = numpyro.sample("s", component_strength_prior(components))
+    alpha = numpyro.deterministic("alpha", s[:, None] * m)
+    tau = numpyro.sample("tau", tau_prior())
+    _observe(tau, mixture_predictive(w, alpha, context_counts), probs, epsilon)
+
+
+def icl_none(*, context_counts, probs=None, epsilon: float = 1e-6):
+    """No in-context learning: the predictive ignores the examples.
+
+    m       ~ Dirichlet(1_C)
+    tau     ~ LogNormal(log 10, 3)
+    probs_r ~ Dirichlet(tau m)
+
+    ``context_counts`` only gives the shape: ignoring it is the hypothesis.
+    """
+    m = numpyro.sample("m", dist.Dirichlet(jnp.ones(context_counts.shape[-1])))
+    tau = numpyro.sample("tau", tau_prior())
+    _observe(tau, jnp.broadcast_to(m, context_counts.shape), probs, epsilon)
+
+
+def icl_frequency(*, context_counts, probs=None, epsilon: float = 1e-6):
+    """The smoothed relative frequency of the examples.
+
+    pseudocount ~ LogNormal(log 0.1, 2)   eps, added to every count
+    tau         ~ LogNormal(log 10, 3)
+    q_r         = (n_r + eps) / (k_r + C eps)
+    probs_r     ~ Dirichlet(tau q_r)
+
+    This is exact Bayes with the uniform prior ``eps * 1_C``: it tests whether
+    the LLM's prior mean ``m`` is needed at all; a small ``eps`` is the raw
+    frequency.
+    """
+    pseudocount = numpyro.sample("pseudocount", pseudocount_prior())
+    tau = numpyro.sample("tau", tau_prior())
+    _observe(tau, frequency_predictive(context_counts, pseudocount), probs, epsilon)
+
+
+def _observe(tau, updater, probs, epsilon: float) -> None:
+    """``probs_r ~ Dirichlet(tau * q_r)`` in the ``row`` plate, so the log likelihood is pointwise per row."""
+    with numpyro.plate("row", updater.shape[0]):
+        observed = None if probs is None else clip_simplex(probs, epsilon)
+        numpyro.sample("probs", dist.Dirichlet(tau * updater), obs=observed)
