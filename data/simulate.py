@@ -658,8 +658,9 @@ def _positive_scalar(value: Any, field: str) -> float:
 
 
 def _count(value: Any, field: str, *, minimum: int) -> int:
-    if value is None or isinstance(value, bool) or int(value) != value or value < minimum:
-        raise InputError(f"must be an integer >= {minimum}, got {value}", field=field)
+    is_integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not is_integer or value < minimum:
+        raise InputError(f"must be an integer >= {minimum}, got {value!r}", field=field)
     return int(value)
 
 
