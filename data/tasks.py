@@ -1,0 +1,186 @@
+"""In-context learning tasks: categories rendered into a prompt, one observation at a time.
+
+An ICL episode (DESIGN.md §1) draws a row distribution ``pi ~ Dirichlet(alpha)``,
+samples ``K`` observations from it and writes them into one prompt::
+
+    Coin flips: H, T, H,
+
+The text before the first observation is the task's ``header``; each
+observation is its ``observation`` format with the category's symbol in place
+of ``{}`` (here ``" {},"``). The LLM's predictive for observation ``k`` is read
+at the token just before the token that spells observation ``k``, so one
+rendering gives the predictives after 0, 1, ..., K observations.
+
+The registry ``TASKS`` holds the shipped tasks: ``coin`` (H/T), ``die`` (1-6)
+and ``labels`` (words the user names with ``--labels``). A log's ``task``
+attribute is :meth:`Task.to_json` plus the episode settings, and
+:func:`task_from_json` rebuilds the task from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from data.errors import InputError
+
+# Episodes draw from numpy streams keyed (WORLD_STREAM, episode) under the user's seed.
+WORLD_STREAM = 0
+
+
+class ObservationSpan(NamedTuple):
+    """Where one observation sits in a rendered prompt (character offsets)."""
+
+    piece_start: int
+    """Start of the observation's whole piece (for ``" {},"``, the space)."""
+    symbol_start: int
+    """Start of the category's symbol."""
+    symbol_end: int
+    """End (exclusive) of the category's symbol."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """An ICL task: a header, an observation format and the categories it can show.
+
+    Attributes:
+        name: registry name, e.g. ``"coin"``.
+        categories: the symbols as written in the prompt, e.g. ``("H", "T")``.
+        header: text before the first observation, e.g. ``"Coin flips:"``.
+        observation: one observation, ``{}`` standing for the symbol, e.g. ``" {},"``.
+        alpha: the prior's Dirichlet concentration, one per category;
+            ``None`` means all ones.
+    """
+
+    name: str
+    categories: tuple[str, ...]
+    header: str
+    observation: str = " {},"
+    alpha: tuple[float, ...] | None = None
+
+    @property
+    def prior(self) -> tuple[float, ...]:
+        """The Dirichlet concentration episodes draw ``pi`` from (all ones unless set)."""
+        return self.alpha if self.alpha is not None else (1.0,) * len(self.categories)
+
+    def render(self, observations: Sequence[int]) -> tuple[str, list[ObservationSpan]]:
+        """The prompt for a sequence of category indices, and where each observation sits in it."""
+        before, after = self.observation.split("{}")
+        text = self.header
+        spans = []
+        for category in observations:
+            symbol = self.categories[category]
+            piece_start = len(text)
+            symbol_start = piece_start + len(before)
+            text += before + symbol + after
+            spans.append(ObservationSpan(piece_start, symbol_start, symbol_start + len(symbol)))
+        return text, spans
+
+    def to_json(self) -> dict[str, Any]:
+        """The task as plain JSON values (``episodes``, ``length`` are added by the logger)."""
+        return {
+            "name": self.name,
+            "categories": list(self.categories),
+            "alpha": list(self.prior),
+            "template": {"header": self.header, "observation": self.observation},
+        }
+
+
+TASKS: dict[str, Task] = {
+    "coin": Task("coin", ("H", "T"), "Coin flips:"),
+    "die": Task("die", tuple(str(face) for face in range(1, 7)), "Die rolls:"),
+    # The categories come from --labels; the registry entry holds the rendering.
+    "labels": Task("labels", (), "Labels:"),
+}
+
+
+def get_task(name: str, labels: Sequence[str] | None = None, alpha: Sequence[float] | None = None) -> Task:
+    """A task from the registry, with the user's labels and prior concentration applied.
+
+    ``labels`` is required by (and only allowed for) the ``labels`` task;
+    ``alpha`` must have one positive value per category.
+    """
+    if name not in TASKS:
+        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}", field="task")
+    task = TASKS[name]
+    if name == "labels":
+        if not labels:
+            raise InputError("task 'labels' needs --labels (a file with one label per line, or a,b,c)", field="labels")
+        task = dataclasses.replace(task, categories=tuple(labels))
+    elif labels:
+        raise InputError(f"--labels only applies to the task 'labels', not {name!r}", field="labels")
+    if alpha is not None:
+        alpha = tuple(float(a) for a in alpha)
+        if len(alpha) != len(task.categories):
+            raise InputError(
+                f"has {len(alpha)} values but task {name!r} has {len(task.categories)} categories", field="alpha"
+            )
+        if not all(math.isfinite(a) and a > 0 for a in alpha):
+            raise InputError("every value must be positive and finite", field="alpha")
+        task = dataclasses.replace(task, alpha=alpha)
+    return task
+
+
+def draw_episode(task: Task, length: int, seed: int, episode: int) -> np.ndarray:
+    """The observations (length,) of one episode: ``pi ~ Dirichlet(alpha)``, then ``length`` draws from ``pi``.
+
+    Depends only on (seed, episode), so any episode can be recomputed alone
+    (and a resumed run repeats it exactly).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(WORLD_STREAM, episode)))
+    pi = rng.dirichlet(task.prior)
+    return rng.choice(len(task.categories), size=length, p=pi)
+
+
+def task_from_json(task_json: Mapping[str, Any]) -> Task:
+    """Rebuild a task from a log's ``task`` attribute (see :func:`data.llmlog.task_of`)."""
+    template = task_json["template"]
+    return Task(
+        name=task_json["name"],
+        categories=tuple(task_json["categories"]),
+        header=template["header"],
+        observation=template["observation"],
+        alpha=tuple(float(a) for a in task_json["alpha"]),
+    )
+
+
+def parse_alpha(text: str) -> tuple[float, ...]:
+    """``"1,1"`` -> ``(1.0, 1.0)``; a bad value is an :class:`InputError` on ``--alpha``."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"{text!r} is not a comma-separated list of numbers", field="alpha") from None
+
+
+def parse_labels(spec: str) -> tuple[str, ...]:
+    """Labels from ``--labels``: an existing file (one label per line) or ``a,b,c``.
+
+    Labels are stripped of surrounding whitespace (the rendering supplies the
+    space before each one); blank lines are skipped; duplicates are errors.
+    """
+    path = Path(spec)
+    if path.is_file():
+        file = str(path)
+        lines = path.read_text(encoding="utf-8").splitlines()
+        labels = [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
+        if not labels:
+            raise InputError("no labels (the file is empty)", file=file, field="labels")
+    else:
+        file = None
+        labels = [(number, part.strip()) for number, part in enumerate(spec.split(","), start=1)]
+        empty = [number for number, label in labels if not label]
+        if empty:
+            raise InputError(f"label {empty[0]} of {spec!r} is empty", field="labels")
+    seen: dict[str, int] = {}
+    for number, label in labels:
+        if label in seen:
+            where = "line" if file else "label"
+            raise InputError(f"{where} {number}: {label!r} repeats {where} {seen[label]}", file=file, field="labels")
+        seen[label] = number
+    if len(labels) < 2:
+        raise InputError("an ICL task needs at least two labels", file=file, field="labels")
+    return tuple(label for _, label in labels)
