@@ -656,7 +656,7 @@ def _topk_columns(loaded, tokenized, topk, batch_size, checkpoint, progress) -> 
             advance(len(sequences))
         return {"ids": np.concatenate(ids), "probs": np.concatenate(probs)}
 
-    found = _run_chunks(compute, len(tokenized), batch_size, checkpoint, "top-k columns", progress, "prompt")
+    found = _run_chunks(compute, len(tokenized), batch_size, checkpoint, "topk-columns", progress, "prompt")
     mass: dict[int, float] = {}
     for token, p in zip(found["ids"].ravel().tolist(), found["probs"].ravel().tolist()):
         mass[token] = mass.get(token, 0.0) + p

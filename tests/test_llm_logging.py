@@ -322,6 +322,29 @@ def test_other_arguments_with_a_partial_run_need_restart(tiny_folder, tmp_path):
     assert read_log(out).attrs["seed"] == 1 and not partial.exists()
 
 
+def test_finished_chunks_are_read_back_and_missing_ones_recomputed(tiny, tmp_path):
+    from data.llm import Checkpoint
+
+    folder = tmp_path / "out.nc.partial"
+
+    def run():
+        checkpoint = Checkpoint(folder, {"prompts": PROMPTS}, chunk_units=2)
+        checkpoint.open()
+        return log_prompts(tiny, PROMPTS, topk=2, batch_size=1, checkpoint=checkpoint)
+
+    first = run()
+    names = sorted(path.name for path in folder.glob("*.npz"))
+    assert names == ["prompts-000000.npz", "prompts-000001.npz", "topk-columns-000000.npz", "topk-columns-000001.npz"]
+    (folder / "prompts-000001.npz").unlink()
+    stored = dict(np.load(folder / "prompts-000000.npz"))
+    stored["probs"] = np.full_like(stored["probs"], 1 / stored["probs"].shape[1])
+    np.savez(folder / "prompts-000000.npz", **stored)
+    again = run()
+    # rows 0-1 come from the (edited) finished chunk, rows 2-3 are computed afresh
+    np.testing.assert_array_equal(again["probs"].values[:2], stored["probs"])
+    np.testing.assert_array_equal(again["probs"].values[2:], first["probs"].values[2:])
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tiny_folder, tmp_path):
     arguments = dict(task="coin", episodes=150, length=24, batch_size=2, checkpoint_every=2, seed=4, samples=3)
@@ -390,3 +413,23 @@ def test_smollm2_coin_episodes_validate(smollm2, tmp_path):
     assert list(ds["col"].values) == [" H", " T", OTHER]
     back = read_log(write_log(ds, tmp_path / "coin.nc"))
     assert back.sizes["row"] == 18 and back.attrs["model"] == "smollm2"
+
+
+def test_benchmark_script_runs_with_tiny_settings(tiny_folder, capsys):
+    import argparse
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "logging.py"
+    spec = importlib.util.spec_from_file_location("benchmark_logging", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    threads = torch.get_num_threads()
+    settings = dict(model=str(tiny_folder), length=3, prefix_episodes=1, episodes=2, batch_size=2, repeats=1, seed=0)
+    try:
+        benchmark.main(argparse.Namespace(threads=1, **settings))
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert "(a) one pass vs per prefix" in printed and "(b) logger vs bare forward" in printed
+    agreement = float(printed.split("category probabilities: ")[1].split()[0])
+    assert agreement < 1e-5
