@@ -11,9 +11,9 @@
     a plain ``model(...)`` call (logits at every position) and one that projects
     only the read positions through the LM head, as the logger does.
 
-Each timing is the best of ``--repeats`` runs, which is what a contended CPU
-allows. Run from the repository root: ``python -m benchmarks.logging`` (about
-two minutes on 2 cores).
+Each timing is the best of ``--repeats`` runs (the slow per-prefix side runs
+once), which is what a contended CPU allows. Run from the repository root:
+``python -m benchmarks.logging`` (about 2.5 CPU minutes; longer on a busy machine).
 """
 
 from __future__ import annotations

@@ -505,7 +505,8 @@ def log_task(
     Rows of an episode are consecutive, ``position`` 0..length, with
     ``context_counts`` the category counts among the observations before the
     row (``<other>`` always 0), so consecutive differences give the sequence
-    back. Columns are the categories' tokens plus ``<other>``. ``options`` adds
+    back. Column ``i`` is the token category ``i`` renders as (``" H"`` for the
+    category ``"H"`` with SmolLM2), then ``<other>``. ``options`` adds
     samples, embeddings or raw top tokens (samples of row (episode e, position
     k) depend only on (seed, e, k)). ``checkpoint`` resumes from and saves to a
     :class:`Checkpoint`; ``attrs`` are added to the log's attributes.

@@ -29,7 +29,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     log = read_log(path)  # validates the file as any later stage would
     mass = log["probs"].values[:, :-1].sum(axis=1).mean()
-    print(f"logged {log.sizes['row']} rows ({args.episodes} episodes x {args.length + 1} positions) of {log.attrs['model']}")
-    print(f"mean probability on the coin's tokens {list(log['col'].values[:-1])}: {mass:.2f}")
+    tokens = [str(token) for token in log["col"].values[:-1]]
+    shape = f"{args.episodes} episodes x {args.length + 1} positions"
+    print(f"logged {log.sizes['row']} rows ({shape}) of {log.attrs['model']}")
+    print(f"mean probability on the coin's tokens {tokens}: {mass:.2f}")
     print(f"wrote {path}")
     return 0
