@@ -84,7 +84,8 @@ class RowOptions(NamedTuple):
     topk_store: int = 0
     """Record the row's raw top tokens as ``topk_ids`` / ``topk_logprobs`` (0: none)."""
     seed: int = 0
-    """Seed of the samples; row ``r``'s stream depends only on (seed, r)."""
+    """Seed of the samples; a row's stream depends only on the seed and the row's key:
+    the row index for prompts, (episode, position) for ICL tasks."""
 
 
 # ----------------------------------------------------------------------------- models
