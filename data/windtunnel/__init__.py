@@ -1,0 +1,38 @@
+"""The Bayesian wind tunnel: small transformers trained where the exact posterior predictive is known.
+
+DESIGN.md §1 ("Wind tunnels"). A world draws each sequence's category
+distribution from a Dirichlet (or Dirichlet-mixture) prior and emits tokens
+from it; a transformer trained on such sequences is scored, position by
+position, in bits of KL from the closed-form posterior predictive.
+
+- :mod:`data.windtunnel.worlds`: worlds, sampling, exact predictives, KL, prompts
+  (no torch);
+- :mod:`data.windtunnel.modeling`: tokenizer, architectures, loading a trained folder;
+- :mod:`data.windtunnel.training`: training with checkpoints and resume;
+- :mod:`data.windtunnel.evaluation`: scoring by position.
+"""
+
+from data.windtunnel.evaluation import Evaluation, evaluate, format_evaluation, write_evaluation
+from data.windtunnel.modeling import WindTunnelModel, load, model_predictive, shipped_model
+from data.windtunnel.training import TrainOptions, TrainResult, train
+from data.windtunnel.worlds import WORLDS, Episodes, World, episodes, get_world, kl_bits
+
+__all__ = [
+    "WORLDS",
+    "Episodes",
+    "Evaluation",
+    "TrainOptions",
+    "TrainResult",
+    "WindTunnelModel",
+    "World",
+    "episodes",
+    "evaluate",
+    "format_evaluation",
+    "get_world",
+    "kl_bits",
+    "load",
+    "model_predictive",
+    "shipped_model",
+    "train",
+    "write_evaluation",
+]

@@ -1,0 +1,197 @@
+"""Wind-tunnel transformers: the word-level tokenizer, the model configurations and loading.
+
+Two architectures, both about 100k parameters (2 layers, 64 dimensions, 4 heads):
+
+- ``llama``: rotary position embeddings. Attention scores depend on relative
+  positions only, and the exact Bayesian update can be written without any
+  position at all (attend to ``<bos>`` with weight ``sum(alpha) / (sum(alpha) + k)``
+  and to each token with weight ``1 / (sum(alpha) + k)``), so it can carry past
+  the training length. The default.
+- ``gpt2``: learned absolute position embeddings; rows beyond the training
+  length are never trained, so it is expected not to extrapolate.
+
+A sliding attention window ``W`` (each token attends to itself and the ``W - 1``
+tokens before it) turns the Llama into ``MistralForCausalLM``, which is the same
+architecture with ``sliding_window`` in its saved config, honoured by every
+attention implementation of ``transformers``; so the restriction holds wherever
+the folder is loaded. With ``L`` layers a prediction sees the last
+``L (W - 1) + 1`` inputs. ``W = 1`` leaves attention nothing but the token
+itself: the capacity-matched baseline that cannot attend across positions.
+
+A trained folder is a regular local ``transformers`` model (``config.json``,
+``model.safetensors``, ``tokenizer.json``) plus ``training.json``, the record
+of how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from data.errors import InputError
+from data.windtunnel.worlds import BOS, PAD, SPECIAL_TOKENS, UNK, World
+
+ARCHITECTURES = ("llama", "gpt2")
+HIDDEN_SIZE = 64
+NUM_LAYERS = 2
+NUM_HEADS = 4
+# The gated Llama MLP has three matrices where GPT-2's has two of width 4 x 64;
+# 172 makes the two architectures' parameter counts about equal.
+LLAMA_INTERMEDIATE_SIZE = 172
+TRAINING_RECORD = "training.json"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped" / "windtunnel"
+
+
+def vocabulary(world: World) -> dict[str, int]:
+    """Token ids: the special tokens first, then one token per category."""
+    return {token: index for index, token in enumerate((*SPECIAL_TOKENS, *world.categories))}
+
+
+def build_tokenizer(world: World):
+    """A word-level tokenizer (``tokenizers`` WordLevel in ``PreTrainedTokenizerFast``).
+
+    It adds no special tokens itself: prompts carry their ``<bos>`` as text, so
+    encoding with or without ``add_special_tokens`` gives the same ids.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(vocabulary(world), unk_token=UNK))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # without a decoder, decoding joins with spaces
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=BOS, pad_token=PAD, unk_token=UNK, padding_side="right"
+    )
+
+
+def build_model(world: World, arch: str, window: int | None, max_positions: int, seed: int):
+    """A freshly initialised model (float32); ``torch.manual_seed(seed)`` fixes its weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig
+    from transformers import MistralForCausalLM
+
+    if arch not in ARCHITECTURES:
+        raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}", field="--arch")
+    if window is not None and window < 1:
+        raise InputError(f"must be a positive number of positions, not {window}", field="--window")
+    if window is not None and arch != "llama":
+        raise InputError("a sliding window needs --arch llama (GPT-2 has no sliding-window attention)", field="--window")
+    ids = vocabulary(world)
+    common = dict(vocab_size=len(ids), bos_token_id=ids[BOS], pad_token_id=ids[PAD], eos_token_id=None)
+    torch.manual_seed(seed)
+    if arch == "gpt2":
+        config = GPT2Config(
+            n_embd=HIDDEN_SIZE, n_layer=NUM_LAYERS, n_head=NUM_HEADS, n_positions=max_positions,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common,
+        )  # fmt: skip
+        return GPT2LMHeadModel(config)
+    llama = dict(
+        hidden_size=HIDDEN_SIZE,
+        intermediate_size=LLAMA_INTERMEDIATE_SIZE,
+        num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS,
+        num_key_value_heads=NUM_HEADS,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        **common,
+    )
+    if window is None:
+        return LlamaForCausalLM(LlamaConfig(**llama))
+    return MistralForCausalLM(MistralConfig(sliding_window=window, **llama))
+
+
+def receptive_field(config) -> int | None:
+    """How many inputs a prediction can see, ``L (W - 1) + 1``; ``None`` without a window."""
+    window = getattr(config, "sliding_window", None)
+    if window is None:
+        return None
+    return config.num_hidden_layers * (window - 1) + 1
+
+
+def count_parameters(model) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+class WindTunnelModel(NamedTuple):
+    """A trained wind-tunnel model loaded from its folder."""
+
+    model: Any
+    """The ``transformers`` causal LM, in eval mode."""
+    tokenizer: Any
+    """Its ``PreTrainedTokenizerFast``."""
+    world: World
+    """The world it was trained on."""
+    record: dict
+    """``training.json``: options, command, timings, final evaluation."""
+    path: Path
+
+
+def load(model_dir: str | os.PathLike) -> WindTunnelModel:
+    """Load a trained wind-tunnel folder (``AutoModelForCausalLM`` + ``AutoTokenizer`` + ``training.json``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model_dir)
+    record_path = path / TRAINING_RECORD
+    if not path.is_dir():
+        raise InputError("no such folder (expected a trained wind-tunnel model)", file=str(path))
+    if not record_path.is_file():
+        unfinished = (path / "checkpoint.pt").is_file()
+        why = "training has not finished (only a checkpoint)" if unfinished else f"no {TRAINING_RECORD}"
+        raise InputError(f"not a trained wind-tunnel model: {why}", file=str(path))
+    try:
+        record = json.loads(record_path.read_text())
+        world = World.from_json(record["world"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"unreadable training record ({error})", file=str(record_path)) from None
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return WindTunnelModel(model=model, tokenizer=tokenizer, world=world, record=record, path=path)
+
+
+def input_ids(tokens: np.ndarray, world: World) -> torch.Tensor:
+    """Model inputs for predicting every token of ``tokens`` (sequences, L): ``<bos> y_1 .. y_(L-1)``."""
+    ids = vocabulary(world)
+    category_ids = np.array([ids[c] for c in world.categories])
+    tokens = np.asarray(tokens)
+    inputs = np.empty(tokens.shape, dtype=np.int64)
+    inputs[:, 0] = ids[BOS]
+    inputs[:, 1:] = category_ids[tokens[:, :-1]]
+    return torch.from_numpy(inputs)
+
+
+def category_ids(world: World) -> list[int]:
+    ids = vocabulary(world)
+    return [ids[c] for c in world.categories]
+
+
+@torch.no_grad()
+def model_predictive(model, world: World, tokens: np.ndarray, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """The model's predictive at positions 1..L of each sequence.
+
+    Returns ``(predictive, outside)``: ``predictive`` (sequences, L, categories)
+    is the model's next-token distribution restricted to the category tokens and
+    renormalised; ``outside`` (sequences, L) is the mass it puts on other tokens
+    (``<bos>``, ``<pad>``, ``<unk>``) before renormalising.
+    """
+    inputs = input_ids(tokens, world)
+    columns = category_ids(world)
+    predictive, outside = [], []
+    for start in range(0, inputs.shape[0], batch_size):
+        logits = model(input_ids=inputs[start : start + batch_size]).logits.double()
+        log_probs = torch.log_softmax(logits, dim=-1)[..., columns]
+        log_mass = torch.logsumexp(log_probs, dim=-1, keepdim=True)
+        predictive.append(torch.exp(log_probs - log_mass).numpy())
+        outside.append((-torch.expm1(log_mass[..., 0])).numpy())
+    return np.concatenate(predictive), np.concatenate(outside)
+
+
+def shipped_model(name: str) -> Path:
+    """The folder of a shipped model, e.g. ``shipped_model("dirichlet")``."""
+    path = SHIPPED_DIR / name
+    if not (path / TRAINING_RECORD).is_file():
+        known = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / TRAINING_RECORD).is_file()) if SHIPPED_DIR.is_dir() else []
+        raise InputError(f"no shipped wind-tunnel model {name!r}; shipped: {', '.join(known) or 'none'}", field="model")
+    return path

@@ -1,0 +1,337 @@
+"""Training wind-tunnel transformers on fresh sequences from a world, with checkpoints and resume.
+
+Every step draws a new batch from the world (infinite data; batch ``step`` is a
+function of ``(seed, step)`` only), and the loss is the next-token
+cross-entropy at every position. The optimiser is AdamW with a linear warm-up
+and a cosine decay to zero. Every ``eval_every`` steps the KL from the exact
+posterior predictive is measured on held-out sequences and appended to
+``learning_curve.csv`` in the output folder.
+
+A checkpoint (model, optimiser, schedule, torch RNG state, step, learning
+curve) is written atomically every ``checkpoint_every`` steps and when the run is
+interrupted. Running the same command again continues from it; different
+options are an :class:`InputError`. At the end the folder becomes a regular
+``transformers`` model (``save_pretrained`` for the model and tokenizer) with
+``training.json``, and the checkpoint is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from data.atomic import atomic_path, write_text_atomic
+from data.errors import InputError
+from data.windtunnel.modeling import (
+    TRAINING_RECORD,
+    build_model,
+    build_tokenizer,
+    category_ids,
+    count_parameters,
+    input_ids,
+    model_predictive,
+    receptive_field,
+)
+from data.windtunnel.worlds import get_world, held_out_rng, kl_bits, train_rng
+
+CHECKPOINT = "checkpoint.pt"
+LEARNING_CURVE = "learning_curve.csv"
+# The learning curve's held-out sequences: their own seed, apart from `evaluate`'s.
+CURVE_SEED = 7
+CURVE_SEQUENCES = 512
+CURVE_FIELDS = ("step", "train_seconds", "learning_rate", "train_loss", "kl_bits", "kl_bits_last_position", "outside_mass")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """Everything that determines a training run; a resumed run must match it exactly.
+
+    Attributes:
+        world: ``"dirichlet"`` or ``"mixture"`` (see ``data.windtunnel.worlds.WORLDS``).
+        steps: optimiser steps.
+        arch: ``"llama"`` (rotary positions) or ``"gpt2"`` (learned absolute positions).
+        window: sliding attention window ``W`` (Llama only); ``None`` for full causal attention.
+        seed: initial weights and the training data stream.
+        length: tokens per training sequence ``K``.
+        batch_size: sequences per step.
+        learning_rate: peak learning rate.
+        warmup_steps: linear warm-up steps; ``None`` means 5% of ``steps``.
+        weight_decay: AdamW's decoupled weight decay.
+        eval_every: steps between learning-curve evaluations.
+        checkpoint_every: steps between checkpoints.
+    """
+
+    world: str
+    steps: int
+    arch: str = "llama"
+    window: int | None = None
+    seed: int = 0
+    length: int = 32
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    warmup_steps: int | None = None
+    weight_decay: float = 0.01
+    eval_every: int = 100
+    checkpoint_every: int = 200
+
+    def __post_init__(self):
+        get_world(self.world)
+        positive = ("steps", "length", "batch_size", "eval_every", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise InputError(f"must be at least 1, not {getattr(self, name)}", field="--" + name.replace("_", "-"))
+        if not self.learning_rate > 0:
+            raise InputError(f"must be positive, not {self.learning_rate}", field="--lr")
+
+    @property
+    def resolved_warmup_steps(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 20)
+
+    def command(self, out: str | os.PathLike) -> str:
+        """The ``bayesmatrix windtunnel train`` command line that reproduces this run into ``out``."""
+        words = ["bayesmatrix", "windtunnel", "train", "--world", self.world, "--steps", str(self.steps)]
+        words += ["--out", str(out), "--arch", self.arch]
+        if self.window is not None:
+            words += ["--window", str(self.window)]
+        defaults = TrainOptions(world=self.world, steps=self.steps)
+        for field, flag in _FLAGS.items():
+            value = getattr(self, field)
+            if value != getattr(defaults, field) or field == "seed":
+                words += [flag, str(value)]
+        return shlex.join(words)
+
+
+# Options with their own command-line flag (besides --world, --steps, --out, --arch, --window).
+_FLAGS = {
+    "seed": "--seed",
+    "length": "--length",
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "warmup_steps": "--warmup-steps",
+    "weight_decay": "--weight-decay",
+    "eval_every": "--eval-every",
+    "checkpoint_every": "--checkpoint-every",
+}
+
+
+class TrainResult(NamedTuple):
+    """What a training run produced."""
+
+    path: Path
+    """The trained model's folder."""
+    record: dict
+    """Its ``training.json``: options, command, parameter count, timings, final learning-curve row."""
+    curve: list[dict]
+    """The learning curve, one dict per evaluation (fields ``CURVE_FIELDS``)."""
+    resumed_from: int
+    """The step this invocation started at (0 for a fresh run; ``steps`` if it was already complete)."""
+
+
+def train(options: TrainOptions, out: str | os.PathLike, *, threads: int = 1, progress: bool = True) -> TrainResult:
+    """Train (or resume, or find already trained) a wind-tunnel model into the folder ``out``."""
+    out_path = Path(out)
+    world = get_world(options.world)
+    done = _finished_record(out_path, options)
+    if done is not None:
+        return TrainResult(out_path, done, _read_curve(out_path), options.steps)
+    checkpoint = _matching_checkpoint(out_path, options)
+    out_path.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+
+    max_positions = 4 * options.length  # room to evaluate length generalisation
+    model = build_model(world, options.arch, options.window, max_positions, options.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    scheduler = _cosine_with_warmup(optimizer, options.resolved_warmup_steps, options.steps)
+    step, curve, train_seconds = 0, [], 0.0
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        step, curve, train_seconds = checkpoint["step"], checkpoint["curve"], checkpoint["train_seconds"]
+    resumed_from = step
+
+    columns = torch.tensor(category_ids(world))
+    curve_sequences = world.sample(held_out_rng(CURVE_SEED), CURVE_SEQUENCES, options.length).tokens
+    curve_exact = world.predictive(curve_sequences)
+
+    def save_checkpoint():
+        state = {
+            "options": dataclasses.asdict(options),
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "curve": curve,
+            "train_seconds": train_seconds,
+        }
+        with atomic_path(out_path / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+
+    bar = _progress_bar(options, step, progress)
+    losses: list[float] = []
+    model.train()
+    try:
+        with _deferred_interrupts() as interrupted:
+            while step < options.steps:
+                if interrupted:
+                    # Only between steps, so the checkpoint is one consistent state.
+                    save_checkpoint()
+                    raise KeyboardInterrupt
+                started = time.perf_counter()
+                batch = world.sample(train_rng(options.seed, step), options.batch_size, options.length)
+                log_probs = torch.log_softmax(model(input_ids=input_ids(batch.tokens, world)).logits, dim=-1)
+                labels = columns[torch.from_numpy(batch.tokens)]
+                loss = -log_probs.gather(-1, labels[..., None]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                train_seconds += time.perf_counter() - started
+                losses.append(loss.item())
+                bar.update(1)
+                if step % options.eval_every == 0 or step == options.steps:
+                    row = _curve_row(model, world, curve_sequences, curve_exact, step, train_seconds, losses, scheduler)
+                    curve.append(row)
+                    losses = []
+                    _write_curve(out_path, curve)
+                    bar.set_postfix(loss=f"{row['train_loss']:.4f}", kl_bits=f"{row['kl_bits']:.2e}")
+                if step % options.checkpoint_every == 0 and step < options.steps:
+                    save_checkpoint()
+    finally:
+        bar.close()
+
+    model.eval()
+    model.save_pretrained(out_path)
+    build_tokenizer(world).save_pretrained(out_path)
+    record = {
+        "options": dataclasses.asdict(options),
+        "command": options.command(out),
+        "world": world.to_json(),
+        "architecture": model.config.architectures[0] if model.config.architectures else type(model).__name__,
+        "parameters": count_parameters(model),
+        "receptive_field": receptive_field(model.config),
+        "train_seconds": round(train_seconds, 1),
+        "threads": threads,
+        "torch_version": torch.__version__,
+        "final": curve[-1],
+    }
+    write_text_atomic(out_path / TRAINING_RECORD, json.dumps(record, indent=2) + "\n")
+    (out_path / CHECKPOINT).unlink(missing_ok=True)
+    return TrainResult(out_path, record, curve, resumed_from)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts():
+    """Turn Ctrl-C and SIGTERM into a flag the training loop checks between steps."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers can only be set from the main thread
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _finished_record(out: Path, options: TrainOptions) -> dict | None:
+    record_path = out / TRAINING_RECORD
+    if not record_path.is_file():
+        if out.is_dir() and any(out.iterdir()) and not (out / CHECKPOINT).is_file():
+            raise InputError("exists and is neither empty nor a wind-tunnel training folder", file=str(out))
+        return None
+    record = json.loads(record_path.read_text())
+    _check_same_options(record["options"], options, str(record_path))
+    return record
+
+
+def _matching_checkpoint(out: Path, options: TrainOptions) -> dict | None:
+    path = out / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        checkpoint = torch.load(path, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, pickle errors, EOFError...
+        raise InputError(f"unreadable checkpoint ({type(error).__name__}); remove it to start over", file=str(path))
+    _check_same_options(checkpoint["options"], options, str(path))
+    return checkpoint
+
+
+def _check_same_options(saved: dict, options: TrainOptions, file: str) -> None:
+    wanted = dataclasses.asdict(options)
+    for name, value in wanted.items():
+        if saved.get(name) != value:
+            raise InputError(
+                f"this folder was trained with {name} = {saved.get(name)!r}, the command asks for {value!r}; "
+                "rerun with the same options to continue, or choose another --out",
+                file=file,
+                field=name,
+            )
+
+
+def _cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
+    from transformers import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+
+
+def _progress_bar(options: TrainOptions, step: int, progress: bool):
+    from tqdm import tqdm
+
+    label = options.world + (f" W={options.window}" if options.window is not None else "")
+    return tqdm(
+        total=options.steps, initial=step, desc=f"train {options.arch} {label}", unit="step",
+        file=sys.stderr, disable=not progress, dynamic_ncols=True,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def _curve_row(model, world, sequences, exact, step, train_seconds, losses, scheduler) -> dict[str, Any]:
+    model.eval()
+    predictive, outside = model_predictive(model, world, sequences)
+    model.train()
+    kl = kl_bits(exact, predictive)  # (sequences, positions)
+    return {
+        "step": step,
+        "train_seconds": round(train_seconds, 2),
+        "learning_rate": scheduler.get_last_lr()[0],
+        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+        "kl_bits": float(kl.mean()),
+        "kl_bits_last_position": float(kl[:, -1].mean()),
+        "outside_mass": float(outside.mean()),
+    }
+
+
+def _write_curve(out: Path, curve: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(curve)
+    write_text_atomic(out / LEARNING_CURVE, buffer.getvalue())
+
+
+def _read_curve(out: Path) -> list[dict]:
+    path = out / LEARNING_CURVE
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]

@@ -1,0 +1,351 @@
+"""The Bayesian wind tunnel: exact predictives, tokenisation, sliding windows, training, resume, scoring."""
+
+import importlib.resources
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bayesmatrix.cli import main
+from data.errors import InputError
+from data.windtunnel import (
+    WORLDS,
+    TrainOptions,
+    World,
+    episodes,
+    evaluate,
+    get_world,
+    kl_bits,
+    load,
+    model_predictive,
+    shipped_model,
+    train,
+    write_evaluation,
+)
+from data.windtunnel.modeling import SHIPPED_DIR, build_model, build_tokenizer, input_ids, receptive_field
+from data.windtunnel.worlds import context_counts, held_out_rng
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = ("dirichlet", "mixture", "dirichlet-window4", "dirichlet-window1", "dirichlet-gpt2")
+
+
+def polya_sequence_probability(tokens, alpha):
+    """P(y_1..y_k) under a Dirichlet prior by the Polya urn, one draw at a time (no gamma functions)."""
+    alpha = np.asarray(alpha, dtype=float)
+    counts = np.zeros_like(alpha)
+    probability = 1.0
+    for t, token in enumerate(tokens):
+        probability *= (alpha[token] + counts[token]) / (alpha.sum() + t)
+        counts[token] += 1
+    return probability
+
+
+# ---------------------------------------------------------------- worlds
+
+
+def test_dirichlet_predictive_is_the_conjugate_update():
+    world = WORLDS["dirichlet"]
+    alpha = np.asarray(world.alphas[0])
+    tokens = np.array([[0, 2, 2, 1, 0, 0]])
+    predictive = world.predictive(tokens)[0]
+    counts = np.zeros(3)
+    for k, token in enumerate(tokens[0]):
+        np.testing.assert_allclose(predictive[k], (alpha + counts) / (alpha.sum() + k), rtol=1e-12)
+        counts[token] += 1
+
+
+def test_mixture_predictive_matches_the_polya_urn_ratio():
+    world = WORLDS["mixture"]
+    tokens = [2, 2, 0, 2, 1, 2, 2]
+    predictive = world.predictive(np.array([tokens]))[0]
+    for k in range(len(tokens)):
+        prefix = tokens[:k]
+        evidence = [
+            sum(w * polya_sequence_probability(prefix + [c], a) for w, a in zip(world.weights, world.alphas))
+            for c in range(3)
+        ]
+        np.testing.assert_allclose(predictive[k], np.array(evidence) / sum(evidence), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(WORLDS))
+def test_predictive_is_a_martingale(name):
+    # Averaging the next predictive over the current one gives the current one back.
+    world = WORLDS[name]
+    tokens = world.sample(np.random.default_rng(0), 20, 10).tokens
+    for row in tokens:
+        predictive = world.predictive(row[None, :])[0]
+        for k in range(9):
+            extended = np.array([np.concatenate([row[:k], [c], [0]]) for c in range(3)])
+            next_predictive = world.predictive(extended)[:, k + 1]
+            np.testing.assert_allclose(predictive[k] @ next_predictive, predictive[k], rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(WORLDS))
+def test_samples_follow_the_prior(name):
+    # The first token's frequencies match the prior predictive within Monte Carlo error.
+    world = WORLDS[name]
+    n = 20000
+    drawn = world.sample(np.random.default_rng(1), n, 4)
+    prior_mean = world.predictive(drawn.tokens[:1])[0, 0]
+    first = np.bincount(drawn.tokens[:, 0], minlength=3) / n
+    mcse = np.sqrt(prior_mean * (1 - prior_mean) / n)
+    assert np.all(np.abs(first - prior_mean) / mcse < 4)
+    # and each sequence's tokens follow its own pi
+    agree = drawn.pi[np.arange(n), drawn.tokens[:, 1]]
+    assert agree.mean() > (drawn.pi**2).sum(axis=1).mean() - 4 * agree.std() / np.sqrt(n)
+    np.testing.assert_array_equal(np.bincount(drawn.component, minlength=len(world.weights)) > 0, True)
+
+
+def test_windowed_predictive_limits():
+    world = WORLDS["mixture"]
+    tokens = world.sample(np.random.default_rng(2), 50, 12).tokens
+    np.testing.assert_allclose(world.windowed_predictive(tokens, 12), world.predictive(tokens))
+    prior = world.predictive(tokens[:, :1])[:, 0]
+    np.testing.assert_allclose(world.windowed_predictive(tokens, 0), np.broadcast_to(prior[:, None], (50, 12, 3)))
+    # With 3 visible tokens, position 10 is the predictive from tokens 7, 8, 9 alone.
+    window = world.windowed_predictive(tokens, 3)
+    np.testing.assert_allclose(window[:, 9], world.predictive(tokens[:, 6:10])[:, 3])
+    np.testing.assert_allclose(window[:, :4], world.predictive(tokens)[:, :4])
+
+
+def test_kl_bits():
+    assert kl_bits([0.5, 0.5], [0.5, 0.5]) == 0
+    np.testing.assert_allclose(kl_bits([0.5, 0.5], [0.25, 0.75]), 0.5 * np.log2(2) + 0.5 * np.log2(0.5 / 0.75))
+    assert kl_bits([1.0, 0.0], [0.5, 0.5]) == pytest.approx(1.0)
+
+
+def test_world_validation_and_round_trip():
+    world = WORLDS["mixture"]
+    assert World.from_json(json.loads(json.dumps(world.to_json()))) == world
+    with pytest.raises(InputError, match="unknown world"):
+        get_world("uniform")
+    with pytest.raises(InputError, match="positive"):
+        World("w", ("A", "B"), (1.0,), ((1.0, -1.0),))
+    with pytest.raises(InputError, match="special"):
+        World("w", ("A", "<bos>"), (1.0,), ((1.0, 1.0),))
+
+
+def test_episodes_render_prompts_the_tokenizer_reads_back():
+    world = WORLDS["dirichlet"]
+    drawn = episodes("dirichlet", num_episodes=3, length=5, seed=11)
+    assert drawn.categories == ("A", "B", "C")
+    assert drawn.prompts[0][0] == "<bos>"
+    assert drawn.texts[1] == "<bos> " + " ".join(drawn.categories[t] for t in drawn.tokens[1])
+    assert drawn.template == {"header": "<bos>", "observation": " {}"}
+    np.testing.assert_array_equal(drawn.context_counts, context_counts(drawn.tokens, 3))
+    np.testing.assert_allclose(drawn.predictive, world.predictive(drawn.tokens))
+    tokenizer = build_tokenizer(world)
+    expected = input_ids(drawn.tokens, world).numpy()
+    for e in range(3):
+        for k in range(5):
+            ids = tokenizer(drawn.prompts[e][k])["input_ids"]
+            assert ids == tokenizer(drawn.prompts[e][k], add_special_tokens=False)["input_ids"]
+            assert ids == list(expected[e, : k + 1])
+    assert tokenizer.decode(tokenizer(drawn.texts[0])["input_ids"]) == drawn.texts[0]
+    assert tokenizer.convert_tokens_to_ids(list(drawn.categories)) == [3, 4, 5]
+    # The same seed gives the same episodes; the held-out stream is not the training stream.
+    np.testing.assert_array_equal(episodes("dirichlet", 3, 5, seed=11).tokens, drawn.tokens)
+
+
+# ---------------------------------------------------------------- architecture
+
+
+@pytest.mark.parametrize("window", [1, 4])
+def test_sliding_window_is_kept_in_the_saved_folder(tmp_path, window):
+    from transformers import AutoModelForCausalLM
+
+    world = WORLDS["dirichlet"]
+    build_model(world, "llama", window, max_positions=64, seed=0).save_pretrained(tmp_path)
+    visible = 2 * (window - 1) + 1  # two layers
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(0, 3, size=(4, 24))
+    changed = tokens.copy()
+    changed[:, :8] = (tokens[:, :8] + 1) % 3
+    for implementation in ("sdpa", "eager"):
+        model = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation=implementation).eval()
+        assert receptive_field(model.config) == visible
+        before, _ = model_predictive(model, world, tokens)
+        after, _ = model_predictive(model, world, changed)
+        # Position k sees inputs k-visible+1..k-1 (0-based) : inputs 1..8 carry tokens 0..7.
+        first_blind = 8 + visible
+        np.testing.assert_array_equal(before[:, first_blind:], after[:, first_blind:])
+        assert np.abs(before[:, 1:first_blind] - after[:, 1:first_blind]).max() > 1e-6
+
+
+def test_gpt2_refuses_a_window():
+    with pytest.raises(InputError, match="sliding window needs --arch llama"):
+        build_model(WORLDS["dirichlet"], "gpt2", 4, max_positions=64, seed=0)
+
+
+# ---------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A Llama trained 50 steps on short sequences (about 2 s)."""
+    options = TrainOptions(world="dirichlet", steps=50, length=8, batch_size=32, eval_every=25, checkpoint_every=25)
+    out = tmp_path_factory.mktemp("tiny")
+    return options, train(options, out, progress=False)
+
+
+def test_training_writes_a_regular_transformers_folder(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    options, result = tiny
+    names = {p.name for p in result.path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "training.json", "learning_curve.csv"} <= names
+    assert "checkpoint.pt" not in names
+    model = AutoModelForCausalLM.from_pretrained(result.path)
+    tokenizer = AutoTokenizer.from_pretrained(result.path)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert tokenizer("<bos> A B C")["input_ids"] == [1, 3, 4, 5]
+    record = json.loads((result.path / "training.json").read_text())
+    assert record["options"]["steps"] == 50
+    assert record["command"].startswith("bayesmatrix windtunnel train --world dirichlet --steps 50 --out ")
+    assert [row["step"] for row in result.curve] == [25, 50]
+    # Fifty steps already move it well below the untrained model.
+    untrained = build_model(get_world("dirichlet"), "llama", None, 32, seed=0).eval()
+    tokens = get_world("dirichlet").sample(held_out_rng(), 200, 8).tokens
+    exact = get_world("dirichlet").predictive(tokens)
+    before = kl_bits(exact, model_predictive(untrained, get_world("dirichlet"), tokens)[0]).mean()
+    assert result.curve[-1]["kl_bits"] < before / 5
+
+
+def test_rerun_is_a_no_op_and_other_options_are_refused(tiny):
+    options, result = tiny
+    again = train(options, result.path, progress=False)
+    assert again.resumed_from == options.steps
+    assert again.record == result.record
+    with pytest.raises(InputError, match="steps"):
+        train(TrainOptions(world="dirichlet", steps=60, length=8, batch_size=32), result.path, progress=False)
+
+
+def test_training_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="neither empty nor"):
+        train(TrainOptions(world="dirichlet", steps=2), tmp_path, progress=False)
+
+
+def test_evaluation_scores_by_position_and_writes_json_and_csv(tiny, tmp_path):
+    _, result = tiny
+    evaluation = evaluate(result.path, sequences=100, length=12)
+    assert evaluation.position.tolist() == list(range(1, 13))
+    assert evaluation.mean_kl_bits_beyond is not None
+    assert np.all(evaluation.kl_bits >= 0) and np.all((0 <= evaluation.outside_mass) & (evaluation.outside_mass < 1))
+    assert evaluation.floor_kl_bits is None
+    json_path = write_evaluation(evaluation, tmp_path / "curve.json")
+    written = json.loads(json_path.read_text())
+    assert written["mean_kl_bits"] == pytest.approx(evaluation.mean_kl_bits)
+    assert len(written["positions"]) == 12
+    csv_lines = write_evaluation(evaluation, tmp_path / "curve.csv").read_text().splitlines()
+    assert csv_lines[0] == "position,kl_bits,kl_bits_se,outside_mass" and len(csv_lines) == 13
+    with pytest.raises(InputError, match=".json or .csv"):
+        write_evaluation(evaluation, tmp_path / "curve.txt")
+
+
+@pytest.mark.slow
+def test_resume_after_an_interrupt_gives_the_uninterrupted_result(tmp_path):
+    """Ctrl-C a real training process, run the same command again, and get the same weights."""
+    from safetensors.torch import load_file
+
+    common = ["--world", "mixture", "--steps", "160", "--length", "6", "--batch-size", "8", "--quiet"]
+    common += ["--checkpoint-every", "5", "--eval-every", "50"]
+    interrupted = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "bayesmatrix.cli", "windtunnel", "train", *common, "--out", str(interrupted)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (interrupted / "checkpoint.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    stopped_at = torch.load(interrupted / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < stopped_at < 160
+    assert main(["windtunnel", "train", *common, "--out", str(interrupted)]) == 0
+    straight = tmp_path / "straight"
+    assert main(["windtunnel", "train", *common, "--out", str(straight)]) == 0
+    resumed_weights = load_file(interrupted / "model.safetensors")
+    straight_weights = load_file(straight / "model.safetensors")
+    for name, value in straight_weights.items():
+        assert torch.equal(resumed_weights[name], value), name
+    with pytest.raises(InputError, match="seed"):
+        train(TrainOptions(world="mixture", steps=160, length=6, batch_size=8, seed=1), straight, progress=False)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["windtunnel", "eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a trained wind-tunnel model" in err and err.count("\n") == 1
+    assert main(["windtunnel", "train", "--world", "dirichlet", "--steps", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "--steps" in capsys.readouterr().err
+    args = ["windtunnel", "train", "--world", "dirichlet", "--steps", "5", "--arch", "gpt2", "--window", "4"]
+    assert main([*args, "--out", str(tmp_path / "y")]) == 2
+    assert "--window" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        main(["windtunnel", "train", "--world", "uniform", "--steps", "5", "--out", str(tmp_path / "z")])
+    assert error.value.code == 2
+
+
+def test_cli_eval_prints_the_curve(tiny, tmp_path, capsys):
+    _, result = tiny
+    assert main(["windtunnel", "eval", str(result.path), "--sequences", "50", "--out", str(tmp_path / "e.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "mean KL over positions 1..8" in out and "outside the category tokens" in out
+    assert (tmp_path / "e.csv").is_file()
+
+
+# ---------------------------------------------------------------- shipped models
+
+
+def test_shipped_models_are_package_data_and_small():
+    root = importlib.resources.files("data") / "shipped" / "windtunnel"
+    total = 0
+    for name in SHIPPED:
+        folder = shipped_model(name)
+        assert folder == SHIPPED_DIR / name
+        assert (root / name / "model.safetensors").is_file()
+        record = json.loads((folder / "training.json").read_text())
+        assert record["command"].split("--out ")[1].split()[0] == f"data/shipped/windtunnel/{name}"
+        assert not (folder / "checkpoint.pt").exists()
+        total += sum(p.stat().st_size for p in folder.iterdir())
+    assert total < 5 * 2**20
+    with pytest.raises(InputError, match="no shipped wind-tunnel model"):
+        shipped_model("nonexistent")
+
+
+def test_shipped_window_model_cannot_see_past_its_receptive_field():
+    loaded = load(shipped_model("dirichlet-window4"))
+    assert loaded.model.config.sliding_window == 4
+    tokens = loaded.world.sample(np.random.default_rng(4), 16, 32).tokens
+    changed = tokens.copy()
+    changed[:, :10] = (tokens[:, :10] + 1) % 3
+    before, _ = model_predictive(loaded.model, loaded.world, tokens)
+    after, _ = model_predictive(loaded.model, loaded.world, changed)
+    np.testing.assert_array_equal(before[:, 10 + 7 :], after[:, 10 + 7 :])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dirichlet-window4", "dirichlet-window1"])
+def test_windowed_models_stay_above_their_floor(name):
+    # E KL(exact || model) = floor + E KL(window predictive || model) >= floor.
+    evaluation = evaluate(shipped_model(name), sequences=300)
+    gap = evaluation.kl_bits - evaluation.floor_kl_bits
+    assert gap.mean() > -4 * evaluation.kl_bits_se.mean()
+    assert evaluation.mean_kl_bits > 10 * evaluate(shipped_model("dirichlet"), sequences=300).mean_kl_bits
+
+
+@pytest.mark.slow
+def test_shipped_dirichlet_model_is_close_to_exact():
+    evaluation = evaluate(shipped_model("dirichlet"), sequences=300)
+    assert evaluation.mean_kl_bits < SHIPPED_DIRICHLET_KL_BOUND
+    assert evaluation.outside_mass.mean() < 1e-3
