@@ -1,0 +1,126 @@
+"""Bad input through the real command: one line on stderr naming the file, field and row (or option),
+exit status 2, no traceback, and no output created or changed."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bayesmatrix.cli import main
+from data.llmlog import OTHER, make_log, write_log
+from data.simulate import simulate_icl, simulate_matrix
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("logs")
+    icl = write_log(simulate_icl(3, 4, [1.0, 1.0], seed=0), folder / "icl.nc")
+    matrix = write_log(simulate_matrix(5, [1.0, 1.0, 1.0], seed=0), folder / "matrix.nc")
+    (folder / "garbage.nc").write_text("this is not netCDF\n")
+    (folder / "empty.nc").write_bytes(b"")
+    bad_rows = make_log(np.array([[0.5, 0.5], [0.2, 0.8]]), ["a", OTHER], model="t").copy(deep=True)
+    bad_rows["probs"].values[1, 0] = 0.5  # row 1 now sums to 1.3
+    bad_rows.to_netcdf(folder / "rowsum.nc", engine="netcdf4")
+    return folder
+
+
+def run_cli(argv, capsys):
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.err
+
+
+def assert_one_line(err, *fragments):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize(
+    "log, model, fragments",
+    [
+        ("garbage.nc", "icl", ["garbage.nc", "not a readable netCDF file"]),
+        ("empty.nc", "icl", ["empty.nc", "empty file"]),
+        ("missing.nc", "icl", ["missing.nc", "no such file"]),
+        ("rowsum.nc", "matrix", ["rowsum.nc", "field 'probs', row 1", "sums to 1.3"]),
+        ("matrix.nc", "icl", ["matrix.nc", "context_counts"]),
+        ("icl.nc", "no-such-model", ["--model", "no-such-model"]),
+    ],
+)
+def test_fit_bad_input(logs, model, log, fragments, capsys, tmp_path):
+    out = tmp_path / "run"
+    status, err = run_cli(["fit", str(logs / log), "--model", model, "--out", str(out), "--quiet"], capsys)
+    assert status == 2
+    assert_one_line(err, *fragments)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "options, option",
+    [
+        (["--num-samples", "0"], "--num-samples"),
+        (["--num-chains", "0"], "--num-chains"),
+        (["--num-warmup", "-1"], "--num-warmup"),
+        (["--target-accept", "1.5"], "--target-accept"),
+        (["--components", "0"], "--components"),
+    ],
+)
+def test_fit_contradictory_or_impossible_options(logs, options, option, capsys, tmp_path):
+    out = tmp_path / "run"
+    status, err = run_cli(["fit", str(logs / "icl.nc"), "--model", "icl", "--out", str(out), *options], capsys)
+    assert status == 2
+    assert_one_line(err, option)
+    assert not out.exists()
+
+
+def test_fit_refuses_to_replace_a_run_directory(logs, capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    status, err = run_cli(["fit", str(logs / "icl.nc"), "--model", "icl", "--out", str(out)], capsys)
+    assert status == 2
+    assert_one_line(err, "already exists", "--force")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_diagnose_and_compare_refuse_what_is_not_a_run(logs, capsys, tmp_path):
+    status, err = run_cli(["diagnose", str(tmp_path)], capsys)
+    assert status == 2
+    assert_one_line(err, "posterior.nc is missing")
+    status, err = run_cli(["compare", str(tmp_path)], capsys)
+    assert status == 2
+    assert_one_line(err, "at least two run directories")
+
+
+def test_argument_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--model", "icl"])
+    assert info.value.code == 2
+    assert_one_line(capsys.readouterr().err, "required")
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["fit", "{garbage}", "--model", "icl", "--out", "{out}"], ["garbage.nc"]),
+        (["simulate", "icl", "--episodes", "2", "--length", "3", "--alpha", "1,1", "--decay", "1.5",
+          "--out", "{out}"], ["--decay"]),
+        (["log", "--model", "{missing_model}", "--task", "coin", "--episodes", "1", "--out", "{out}"],
+         ["no-such-model-folder"]),
+        (["log", "--task", "no-such-task", "--out", "{out}"], ["no-such-task"]),
+    ],
+)
+def test_end_to_end_in_a_fresh_process(logs, argv, fragments, tmp_path):
+    """The installed entry point, in its own process: nothing but one line reaches the user."""
+    values = {"garbage": str(logs / "garbage.nc"), "out": str(tmp_path / "out.nc"),
+              "missing_model": str(tmp_path / "no-such-model-folder")}
+    argv = [arg.format(**values) for arg in argv]
+    completed = subprocess.run([sys.executable, "-m", "bayesmatrix.cli", *argv], capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 2, completed.stderr
+    assert_one_line(completed.stderr, *fragments)
+    assert completed.stdout == ""
+    assert not (tmp_path / "out.nc").exists()
