@@ -42,6 +42,10 @@ from models.priors import tau_prior
 # nats (probabilities from 1 to the clipping floor of 1e-6), far more than
 # the unit scale that suits the simulator.
 BIAS_SCALE = 3.0
+# A softmax over logits spread by more than ~87 nats underflows to exact zeros in
+# float32, and a Dirichlet with a zero concentration has no density; the floor
+# keeps every row a proper Dirichlet (it only binds far from any useful fit).
+CONCENTRATION_FLOOR = 1e-30
 DEFAULT_RANK = 4
 DEFAULT_FEATURES = 64
 
@@ -60,8 +64,8 @@ def embedding(
 ):
     """Rows as a low-rank softmax map of the prompt embedding.
 
-    U_ci ~ Normal(0, 1/sqrt(R))          (C, R) column loadings
-    V_di ~ Normal(0, 1/sqrt(D))          (D, R) embedding read-out
+    U_ci ~ Normal(0, 1/sqrt(R))          (C, R) column loadings, site ``U`` = ``U_unit`` / sqrt(R)
+    V_di ~ Normal(0, 1/sqrt(D))          (D, R) embedding read-out, site ``V`` = ``V_unit`` / sqrt(D)
     b_c  ~ Normal(0, 3)                  (C,)   bias: the logits at the mean embedding
     s    ~ LogNormal(log 10, 3)          concentration of rows around their mean
     m_r  = softmax(b + U V^T e_r)        (row, col), not stored (rows x cols per draw)
@@ -74,6 +78,12 @@ def embedding(
     in :func:`models.matrix.observe_rows` (``("probs", "counts")`` is the
     joint density, the counts drawn from the observed row).
 
+    ``U`` and ``V`` are sampled as standard normals ``U_unit`` and ``V_unit``
+    and scaled (non-centred): samplers and optimisers then start with logits
+    of order one whatever ``D`` is, instead of logits spread over hundreds of
+    nats (a softmax that underflows to exact zeros). ``U`` and ``V`` are
+    deterministic sites.
+
     ``batch_size``: with an integer, each evaluation sees a random minibatch of
     rows (plate ``row`` with ``subsample_size``) and NumPyro scales its
     log-likelihood by ``rows / batch_size``, an unbiased estimate of the
@@ -83,13 +93,15 @@ def embedding(
     check_observe(observe, probs=probs, counts=counts, total_count=total_count)
     embedding = jnp.asarray(embedding)
     num_rows, embed_dim = embedding.shape
-    U = numpyro.sample("U", dist.Normal(0.0, 1.0 / np.sqrt(rank)).expand([num_cols, rank]).to_event(2))
-    V = numpyro.sample("V", dist.Normal(0.0, 1.0 / np.sqrt(embed_dim)).expand([embed_dim, rank]).to_event(2))
+    U_unit = numpyro.sample("U_unit", dist.Normal(0.0, 1.0).expand([num_cols, rank]).to_event(2))
+    U = numpyro.deterministic("U", U_unit / np.sqrt(rank))
+    V_unit = numpyro.sample("V_unit", dist.Normal(0.0, 1.0).expand([embed_dim, rank]).to_event(2))
+    V = numpyro.deterministic("V", V_unit / np.sqrt(embed_dim))
     b = numpyro.sample("b", dist.Normal(0.0, BIAS_SCALE).expand([num_cols]).to_event(1))
     s = numpyro.sample("s", tau_prior())
     with numpyro.plate("row", num_rows, subsample_size=batch_size):
         batch_embedding = numpyro.subsample(embedding, event_dim=1)
-        concentration = s * row_means(U, V, b, batch_embedding)  # (batch, C)
+        concentration = row_concentration(U, V, b, s, batch_embedding)  # (batch, C)
         observe_rows(
             dist.Dirichlet(concentration),
             lambda total, total_max: dist.DirichletMultinomial(concentration, total, total_count_max=total_max),
@@ -112,10 +124,15 @@ def row_means(U, V, b, embedding):
     return jax.nn.softmax(logits, axis=-1)
 
 
+def row_concentration(U, V, b, s, embedding):
+    """``s m_r`` for every row (rows, C), floored at :data:`CONCENTRATION_FLOOR`; ``s`` is a scalar or (draws,)."""
+    concentration = jnp.expand_dims(jnp.asarray(s), (-1, -2)) * row_means(U, V, b, embedding)
+    return jnp.maximum(concentration, CONCENTRATION_FLOOR)
+
+
 def row_log_density(probs, embedding, U, V, b, s, epsilon: float = 1e-6):
     """``log Dirichlet(clip(probs_r) | s m_r)`` for each row: (rows,), or (draws, rows) with leading draw axes."""
-    concentration = jnp.expand_dims(jnp.asarray(s), (-1, -2)) * row_means(U, V, b, embedding)
-    return dist.Dirichlet(concentration).log_prob(clip_simplex(probs, epsilon))
+    return dist.Dirichlet(row_concentration(U, V, b, s, embedding)).log_prob(clip_simplex(probs, epsilon))
 
 
 def logit_map(U, V):
