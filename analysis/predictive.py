@@ -1,0 +1,112 @@
+"""A fitted run's predictives: the updater ``q_r`` under posterior draws, and posterior predictive ``probs``.
+
+Every ICL model observes ``probs_r ~ Dirichlet(tau * q_r)`` (models/icl.py), so
+the updater a posterior draw implies is the normalised concentration of the
+``probs`` site. Reading it from a trace of the model, with the draw
+substituted, works for every model of the registry without a formula per model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class FittedPredictive(NamedTuple):
+    """What :func:`fitted_predictive` returns."""
+
+    updater: np.ndarray
+    """(draws, rows, C): the updater ``q_r`` under each posterior draw kept."""
+    posterior_predictive: np.ndarray
+    """(draws, rows, C): one draw of ``probs_r ~ Dirichlet(tau q_r)`` per posterior draw."""
+    columns: list[str]
+    """The columns the model sees (the log's, without ``<other>`` unless kept)."""
+    observed: np.ndarray
+    """(rows, C): the log's rows as the model sees them (renormalised over ``columns``)."""
+
+
+def thinned_draws(posterior, num_draws: int) -> dict[str, np.ndarray]:
+    """At most ``num_draws`` draws of every posterior variable, evenly spaced over chains and draws."""
+    stacked = posterior.to_dataset().stack(sample=("chain", "draw"))
+    total = stacked.sizes["sample"]
+    keep = np.unique(np.linspace(0, total - 1, min(num_draws, total)).round().astype(int))
+    out = {}
+    for name, var in stacked.data_vars.items():
+        values = var.isel(sample=keep).transpose("sample", ...).values
+        out[name] = values
+    return out
+
+
+def fitted_predictive(run, ds, num_draws: int = 200, seed: int = 0) -> FittedPredictive:
+    """Updater and posterior predictive draws of ``run`` (an :class:`inference.rundir.Run`) on its log ``ds``."""
+    import jax
+    from numpyro import handlers
+
+    from inference.prepare import prepare
+    from models import MODELS
+
+    model_name = run.info["model"]
+    options = run.info.get("options", {})
+    model_input = prepare(
+        ds, model_name, keep_other=bool(options.get("keep_other", False)), components=int(options.get("components", 2))
+    )
+    model = MODELS[model_name].function
+    kwargs = dict(model_input.kwargs)
+    draws = thinned_draws(run.datatree["posterior"], num_draws)
+    latent = _latent_sites(model, kwargs)
+    draws = {name: value for name, value in draws.items() if name in latent}
+
+    def updater_of(draw, key):
+        conditioned = handlers.substitute(handlers.seed(model, key), data=draw)
+        site = handlers.trace(conditioned).get_trace(**kwargs)["probs"]
+        concentration = _concentration(site["fn"])
+        return concentration / concentration.sum(axis=-1, keepdims=True), site["fn"].sample(key)
+
+    num_kept = len(next(iter(draws.values())))
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_kept)
+    updater, predictive = jax.vmap(updater_of)(draws, keys)
+    return FittedPredictive(
+        updater=np.asarray(updater),
+        posterior_predictive=np.asarray(predictive),
+        columns=list(model_input.columns),
+        observed=np.asarray(model_input.kwargs["probs"]),
+    )
+
+
+def _latent_sites(model, kwargs: dict[str, Any]) -> set[str]:
+    import jax
+    from numpyro import handlers
+
+    trace = handlers.trace(handlers.seed(model, jax.random.PRNGKey(0))).get_trace(**kwargs)
+    return {name for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]}
+
+
+def _concentration(fn):
+    # Inside a plate the Dirichlet may come wrapped (expanded or masked).
+    while not hasattr(fn, "concentration") and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn.concentration
+
+
+def posterior_predictive_datatree(fitted: FittedPredictive, rows: np.ndarray | None = None):
+    """A DataTree for ArviZ's PPC plots: one variable ``p(<col>)`` (chain, draw, row) per column.
+
+    ArviZ pools every non-sample dimension of a variable into one density, so
+    each column becomes its own variable: the check compares the spread of the
+    reported probability of that column across rows.
+    """
+    import arviz_base as azb
+
+    rows = np.arange(fitted.observed.shape[0]) if rows is None else np.asarray(rows)
+    names = [f"p({column})" for column in fitted.columns]
+    return azb.from_dict(
+        {
+            "posterior_predictive": {
+                name: fitted.posterior_predictive[None, :, rows, c] for c, name in enumerate(names)
+            },
+            "observed_data": {name: fitted.observed[rows, c] for c, name in enumerate(names)},
+        },
+        coords={"row": rows},
+        dims={name: ["row"] for name in names},
+    )

@@ -1,0 +1,588 @@
+"""The report: one self-contained HTML file with the diagnostics, LOO comparisons and figures of runs.
+
+``build_report(run_dirs, out, logs=...)`` reads run directories (and,
+optionally, the LLM logs they were fitted to) and writes one HTML file that
+any browser opens without a server: the figures are embedded as base64 PNG
+data URIs and the styles are inline, so nothing outside the file is fetched.
+
+Sections:
+
+1. *Findings* (when the runs include ``icl-general``): the effective prior, its
+   strength in examples, ``decay`` and ``temperature`` with 94% intervals, and
+   which explanation LOO prefers;
+2. one *diagnostics* section per run: the ArviZ summary of the global sites
+   with a red FAILED row for each failed check (R-hat, ESS, non-finite mean),
+   the run-level checks (divergences, E-BFMI, SVI plateau) and the run's
+   trace, rank, ELBO and posterior plots;
+3. a *LOO comparison* per group of two or more runs fitted to the same log
+   and columns (``analysis.compare``), with ArviZ's comparison plot;
+4. per log given: the instrumented-LLM picture, the LLM's predictive against
+   the fitted updaters along one episode, KL in bits from the fitted exact
+   Bayesian and entropy by position, and a posterior predictive check;
+5. whatever extra sections the caller adds (the demo adds the consistency
+   checks and the Dirichlet-mixture approximation).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from data.errors import InputError
+
+# Site names whose rows the findings read from the icl-general run.
+GENERAL_MODEL = "icl-general"
+EXACT_MODEL = "icl"
+
+
+class Figure(NamedTuple):
+    """One embedded figure."""
+
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+class Section(NamedTuple):
+    """One section of the report: a title, an HTML body and figures."""
+
+    title: str
+    html: str
+    figures: list[Figure]
+
+
+def figure_from_file(path: os.PathLike | str, title: str, caption: str = "") -> Figure:
+    return Figure(title=title, png=Path(path).read_bytes(), caption=caption)
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+# ---------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_html(frame, failed_rows: Sequence[bool] | None = None, index_name: str = "") -> str:
+    """A pandas DataFrame as an HTML table; ``failed_rows`` are drawn red and labelled FAILED."""
+    columns = list(frame.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [index_name or frame.index.name or "", *columns])
+    body = []
+    for position, (label, row) in enumerate(frame.iterrows()):
+        failed = bool(failed_rows[position]) if failed_rows is not None else False
+        cells = "".join(f"<td>{html.escape(_format_value(row[c]))}</td>" for c in columns)
+        marker = '<span class="tag">FAILED</span> ' if failed else ""
+        body.append(f'<tr{" class=failed" if failed else ""}><th>{marker}{html.escape(str(label))}</th>{cells}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+# ---------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------
+
+
+def run_label(run) -> str:
+    return f"{run.info.get('model')} ({run.info.get('method')})"
+
+
+def diagnostics_section(run, work_dir: Path) -> Section:
+    """ArviZ summary with failed rows marked, the run-level checks, and the run's plots."""
+    from analysis.diagnostics import diagnose_datatree
+    from analysis.plots import run_figures
+    from inference.rundir import PLOTS_DIR
+
+    diagnosis = diagnose_datatree(run.datatree, run.info.get("method"), run.info.get("converged"))
+    columns = [c for c in ("mean", "sd", "eti94_lb", "eti94_ub", "ess_bulk", "ess_tail", "r_hat", "flag") if c in diagnosis.table]
+    failed = [bool(flag) for flag in diagnosis.table["flag"]]
+    info = run.info
+    if diagnosis.method == "nuts":
+        facts = (
+            f"NUTS, {diagnosis.num_chains} chains x {diagnosis.num_draws} draws; "
+            f"{diagnosis.num_divergences} divergences; E-BFMI per chain "
+            + ", ".join(f"{value:.2f}" for value in diagnosis.ebfmi)
+        )
+    else:
+        facts = f"SVI, {info.get('num_steps', '?')} steps, ELBO plateau reached: {diagnosis.svi_converged}; {diagnosis.num_draws} draws from the guide"
+    seconds = info.get("seconds_total")
+    facts += f"; fitted to {html.escape(str(info.get('data_file')))} ({info.get('num_rows')} rows)"
+    if seconds is not None:
+        facts += f" in {seconds:.0f} s"
+    if diagnosis.flags:
+        checks = '<div class="failed-box"><b>FAILED</b><ul>' + "".join(
+            f"<li>{html.escape(flag)}</li>" for flag in diagnosis.flags
+        ) + "</ul></div>"
+    else:
+        checks = '<div class="passed-box">all checks passed</div>'
+    body = f"<p>{html.escape(facts)}</p>{checks}" + table_html(diagnosis.table[columns], failed, "site")
+
+    plots_dir = Path(run.path) / PLOTS_DIR
+    pngs = sorted(plots_dir.glob("*.png")) if plots_dir.is_dir() else []
+    if not pngs:  # a run fitted with --no-plots: draw its figures here
+        own = work_dir / f"run-{abs(hash(str(run.path)))}"
+        own.mkdir(parents=True, exist_ok=True)
+        pngs = sorted(run_figures(run.datatree, own))
+    order = {"trace": 0, "rank": 1, "elbo": 2, "posterior": 3}
+    pngs.sort(key=lambda p: order.get(p.stem, 9))
+    figures = [figure_from_file(p, f"{run_label(run)}: {p.stem}") for p in pngs]
+    return Section(f"Diagnostics: {run_label(run)} — {Path(run.path).name}", body, figures)
+
+
+def comparison_sections(runs, work_dir: Path) -> tuple[list[Section], dict[str, Any]]:
+    """A LOO comparison per group of 2+ runs fitted to the same log and columns.
+
+    Returns the sections and, by data sha256, the comparison table.
+    """
+    from analysis.compare import compare_runs
+    from analysis.plots import plot_loo_compare
+
+    groups: dict[tuple, list] = {}
+    for run in runs:
+        key = (run.info.get("data_sha256"), tuple(run.info.get("columns") or ()))
+        groups.setdefault(key, []).append(run)
+    sections, tables = [], {}
+    for (sha, _), members in groups.items():
+        if len(members) < 2:
+            continue
+        comparison = compare_runs([run.path for run in members])
+        tables[sha] = comparison.table
+        columns = [c for c in ("rank", "elpd", "p", "elpd_diff", "dse", "se", "weight", "bad_pareto_k") if c in comparison.table]
+        body = (
+            f"<p>PSIS-LOO of {len(members)} runs on {html.escape(str(members[0].info.get('data_file')))}; "
+            "higher elpd predicts the LLM's rows better; <code>elpd_diff</code> is the distance to the best "
+            "with its standard error <code>dse</code>.</p>"
+        )
+        failed = [count > 0 for count in comparison.table.get("bad_pareto_k", [0] * len(comparison.table))]
+        body += table_html(comparison.table[columns], failed, "run")
+        if comparison.warnings:
+            body += '<div class="failed-box"><b>Pareto k warnings</b><ul>' + "".join(
+                f"<li>{html.escape(w)}</li>" for w in comparison.warnings
+            ) + "</ul></div>"
+        path = plot_loo_compare(comparison.table, work_dir / f"compare-{sha[:12]}.png")
+        figures = [figure_from_file(path, "LOO comparison", "elpd with standard errors; the best run is the reference")]
+        sections.append(Section(f"LOO comparison — {members[0].info.get('data_file')}", body, figures))
+    return sections, tables
+
+
+def _is_icl_run(run) -> bool:
+    from models import MODELS
+
+    spec = MODELS.get(run.info.get("model", ""))
+    return spec is not None and spec.family == "icl"
+
+
+def episode_rows(ds, episode: int) -> np.ndarray:
+    """Row indices of one episode, in position order."""
+    rows = np.flatnonzero(np.asarray(ds["episode"].values) == episode)
+    return rows[np.argsort(np.asarray(ds["position"].values)[rows], kind="stable")]
+
+
+def episode_observations(ds, rows: np.ndarray) -> list[str]:
+    """The observation that arrived between consecutive rows of an episode, as column labels."""
+    columns = [str(c) for c in ds["col"].values]
+    steps = np.diff(np.asarray(ds["context_counts"].values)[rows], axis=0)
+    return [columns[int(np.argmax(step))] for step in steps]
+
+
+def _by_position(values: np.ndarray, position: np.ndarray):
+    from analysis.metrics import mean_and_mcse
+
+    positions = np.unique(position)
+    means, errors = [], []
+    for k in positions:
+        chosen = values[position == k]
+        mean, mcse = mean_and_mcse(chosen) if chosen.size > 1 else (chosen.mean(), np.nan)
+        means.append(float(mean))
+        errors.append(float(mcse))
+    return positions, np.asarray(means), np.asarray(errors)
+
+
+def log_sections(
+    log_path: Path,
+    ds,
+    runs,
+    work_dir: Path,
+    token_decoder: Callable[[int], str] | None = None,
+    preferred: str | None = None,
+    num_draws: int = 200,
+) -> Section:
+    """The pictures of one ICL log and the runs fitted to it."""
+    from analysis.metrics import entropy_bits, kl_bits
+    from analysis.plots import plot_fitted_predictive, plot_instrumented, plot_kl_entropy, plot_posterior_predictive
+    from analysis.predictive import fitted_predictive, posterior_predictive_datatree
+    from data.llmlog import task_of
+    from inference.rundir import file_sha256
+
+    name = Path(log_path).name
+    stem = Path(log_path).stem
+    sha = file_sha256(log_path)
+    matching = [run for run in runs if run.info.get("data_sha256") == sha and _is_icl_run(run)]
+    task = task_of(ds)
+    probs = np.asarray(ds["probs"].values)
+    facts = [
+        ("model", ds.attrs.get("model", "")),
+        ("task", task.get("name", task.get("kind", ""))),
+        ("rows", ds.sizes["row"]),
+        ("columns", ", ".join(repr(str(c)) for c in ds["col"].values)),
+        ("mean probability on the task's columns", f"{probs[:, :-1].sum(axis=1).mean():.3f}"),
+        ("runs fitted to this log", ", ".join(run_label(run) for run in matching) or "none"),
+    ]
+    body = "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts) + "</table>"
+    figures: list[Figure] = []
+    if "episode" not in ds or "context_counts" not in ds:
+        body += "<p>Not an ICL log (no episodes): no per-position pictures.</p>"
+        return Section(f"Log: {name}", body, figures)
+
+    rows = episode_rows(ds, int(ds["episode"].values[0]))
+    observations = episode_observations(ds, rows)
+    if token_decoder is not None and "topk_ids" in ds:
+        labels = [[token_decoder(int(i)) for i in ds["topk_ids"].values[r]] for r in rows]
+        top = np.exp(np.asarray(ds["topk_logprobs"].values)[rows])
+        what = "the model's top next tokens"
+    else:
+        columns = [str(c) for c in ds["col"].values]
+        labels = [columns for _ in rows]
+        top = probs[rows]
+        what = "the log's columns (its top-k tokens need the tokenizer to be named)"
+    path = plot_instrumented(labels, top, observations, work_dir / f"{stem}-instrumented.png",
+                             title=f"{ds.attrs.get('model', '')}: {what}, episode {int(ds['episode'].values[0])}")
+    figures.append(figure_from_file(path, "The instrumented LLM",
+                                    "Bars: next-token probabilities after k in-context observations; orange: the token that came next."))
+
+    fitted = {run_label(run): fitted_predictive(run, ds, num_draws) for run in matching}
+    if fitted:
+        columns = next(iter(fitted.values())).columns
+        along = {label: fp.updater[:, rows] for label, fp in fitted.items()}
+        llm = next(iter(fitted.values())).observed[rows]
+        path = plot_fitted_predictive(llm, along, columns, [o.strip() for o in observations],
+                                      work_dir / f"{stem}-fitted-predictive.png")
+        figures.append(figure_from_file(path, "LLM predictive against the fitted updaters",
+                                        "Dots: the LLM (renormalised over the task's columns); lines and bands: "
+                                        "each model's updater, posterior mean and 94% interval."))
+
+    position = np.asarray(ds["position"].values)
+    exact = [label for label, fp in fitted.items() if label.startswith(f"{EXACT_MODEL} (")]
+    observed = next(iter(fitted.values())).observed if fitted else probs[:, :-1] / probs[:, :-1].sum(axis=1, keepdims=True)
+    entropy = {"LLM": _by_position(entropy_bits(observed), position)[1]}
+    if exact:
+        bayes = fitted[exact[0]].updater.mean(axis=0)  # the exact-Bayes posterior predictive of each row
+        positions, kl, kl_mcse = _by_position(kl_bits(observed, bayes), position)
+        entropy["fitted exact Bayes"] = _by_position(entropy_bits(bayes), position)[1]
+        path = plot_kl_entropy(positions, kl, kl_mcse, entropy, work_dir / f"{stem}-kl-entropy.png")
+        figures.append(figure_from_file(path, "KL from exact Bayes, and entropy, by position",
+                                        "Means over episodes (error bars: standard errors)."))
+        body += (
+            f"<p>Mean KL(LLM || fitted exact Bayes): {kl.mean():.3f} bits per prediction "
+            f"(position 0: {kl[0]:.3f}, last position: {kl[-1]:.3f}). Entropy of the LLM's predictive falls "
+            f"from {entropy['LLM'][0]:.2f} to {entropy['LLM'][-1]:.2f} bits.</p>"
+        )
+
+    if fitted:
+        chosen = preferred if preferred in fitted else next(iter(fitted))
+        path = plot_posterior_predictive(posterior_predictive_datatree(fitted[chosen]),
+                                         work_dir / f"{stem}-ppc.png")
+        figures.append(figure_from_file(path, f"Posterior predictive check: {chosen}",
+                                        "Black: the LLM's reported probability of each column across rows; "
+                                        "blue: the same from 50 posterior predictive draws."))
+    return Section(f"Log: {name}", body, figures)
+
+
+# ---------------------------------------------------------------------------
+# Findings: the plain-language summary
+# ---------------------------------------------------------------------------
+
+
+class Interval(NamedTuple):
+    mean: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3g} [{self.low:.3g}, {self.high:.3g}]"
+
+
+class Findings(NamedTuple):
+    """What the ``icl-general`` fit says about one log, with 94% intervals."""
+
+    log: str
+    """The log's file name."""
+    llm: str
+    """The log's ``model`` attribute."""
+    prior_mean: dict[str, Interval]
+    """The effective prior's mean ``m``, per column."""
+    strength: Interval
+    """``s = sum(alpha)``: the prior's weight in in-context examples."""
+    decay: Interval
+    temperature: Interval
+    preferred: str | None
+    """The run LOO ranks first among those on this log (None without a comparison)."""
+    runner_up: str | None
+    """The best-ranked run of another model."""
+    elpd_diff: float | None
+    """elpd of the preferred run minus the runner-up's."""
+    dse: float | None
+    """Standard error of that difference."""
+
+
+def findings_of(runs, tables: dict[str, Any]) -> list[Findings]:
+    """One :class:`Findings` per log with an ``icl-general`` run (NUTS preferred over SVI)."""
+    from inference.fit import summarize
+
+    found = []
+    seen = set()
+    general = sorted(
+        (run for run in runs if run.info.get("model") == GENERAL_MODEL), key=lambda run: run.info.get("method") != "nuts"
+    )
+    for run in general:
+        sha = run.info.get("data_sha256")
+        if sha in seen:
+            continue
+        seen.add(sha)
+        table = summarize(run.datatree)
+
+        def interval(site: str) -> Interval:
+            row = table.loc[site]
+            return Interval(float(row["mean"]), float(row["eti94_lb"]), float(row["eti94_ub"]))
+
+        columns = [str(c) for c in run.info.get("columns", [])]
+        prior_mean = {c: interval(f"m[{c}]") for c in columns if f"m[{c}]" in table.index}
+        preferred = runner_up = elpd_diff = dse = None
+        if sha in tables:
+            preferred, runner_up, elpd_diff, dse = loo_preference(tables[sha])
+        found.append(
+            Findings(
+                log=str(run.info.get("data_file")),
+                llm=str(run.info.get("data_model", "")),
+                prior_mean=prior_mean,
+                strength=interval("s"),
+                decay=interval("decay"),
+                temperature=interval("temperature"),
+                preferred=preferred,
+                runner_up=runner_up,
+                elpd_diff=elpd_diff,
+                dse=dse,
+            )
+        )
+    return found
+
+
+def loo_preference(table) -> tuple[str, str | None, float | None, float | None]:
+    """The run LOO ranks first, and the best run of a *different* model with the elpd difference and its se.
+
+    A NUTS and an SVI fit of one model are one explanation; the runner-up is
+    the best-ranked run of another model. ``dse`` is the standard error of the
+    difference to the best run, which ``arviz_stats.compare`` reports per row.
+    """
+    labels = [str(label) for label in table.index]
+    preferred = labels[0]
+
+    def model_of(label: str) -> str:
+        return label.split(" (")[0]
+
+    for position, label in enumerate(labels[1:], start=1):
+        if model_of(label) != model_of(preferred):
+            diff = float(table["elpd"].iloc[0] - table["elpd"].iloc[position])
+            return preferred, label, diff, float(table["dse"].iloc[position])
+    return preferred, None, None, None
+
+
+def format_findings(findings: Findings) -> str:
+    """Plain sentences for the terminal and the report."""
+    means = ", ".join(f"p({column.strip()!s}) = {value}" for column, value in findings.prior_mean.items())
+    lines = [
+        f"{findings.llm or 'the LLM'} on {findings.log} (94% intervals):",
+        f"  effective prior: mean {means}; strength {findings.strength} examples",
+        f"  decay {findings.decay}  (1 = every example counts alike, as Bayes requires)",
+        f"  temperature {findings.temperature}  (1 = calibrated; above 1 flatter, below 1 sharper)",
+    ]
+    if findings.preferred:
+        line = f"  LOO prefers {findings.preferred}: {_explanation(findings.preferred)}"
+        if findings.runner_up is not None:
+            line += f";\n    next best {findings.runner_up}, {findings.elpd_diff:.1f} ± {findings.dse:.1f} elpd behind"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _explanation(label: str) -> str:
+    from models import MODELS
+
+    spec = MODELS.get(label.split(" (")[0])
+    return spec.description if spec is not None else label
+
+
+# ---------------------------------------------------------------------------
+# Sections the demo adds
+# ---------------------------------------------------------------------------
+
+
+def consistency_section(results, work_dir: Path) -> Section:
+    """The exchangeability and martingale checks of several models, as a table and a figure."""
+    from analysis.consistency import consistency_table
+    from analysis.plots import plot_consistency
+
+    table = consistency_table(results)
+    body = (
+        "<p>An exact Bayesian's predictive does not depend on the order of its examples "
+        "(exchangeability) and, under its own predictive, is on average unchanged by the next example "
+        "(martingale); both statistics are 0 for it. Standard errors are over multisets and over paths.</p>"
+        + table_html(table, index_name="model")
+    )
+    path = plot_consistency(results, work_dir / "consistency.png")
+    return Section("Bayesian consistency: exchangeability and martingale", body,
+                   [figure_from_file(path, "Consistency checks")])
+
+
+def approximation_section(result, work_dir: Path) -> Section:
+    """Held-out log density of Dirichlet mixtures with K components fitted to a non-Dirichlet prior."""
+    from analysis.plots import plot_approximation
+
+    path = plot_approximation(result.components, result.held_out, result.held_out_se,
+                              work_dir / "approximation.png", reference=result.reference)
+    rows = "".join(
+        f"<tr><th>{k}</th><td>{v:.3f}</td><td>{e:.3f}</td></tr>"
+        for k, v, e in zip(result.components, result.held_out, result.held_out_se)
+    )
+    body = (
+        f"<p>{html.escape(result.description)}</p><table><thead><tr><th>K</th><th>held-out mean log density</th>"
+        f"<th>standard error</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+    return Section("The Dirichlet-mixture approximation", body, [figure_from_file(path, "Held-out density against K")])
+
+
+# ---------------------------------------------------------------------------
+# The HTML file
+# ---------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th:first-child, thead th { text-align: left; background: #f5f5f5; }
+tr.failed td, tr.failed th { background: #fde0e0; color: #a00; }
+.tag { background: #c00; color: white; font-weight: bold; padding: 0 .3em; border-radius: 2px; font-size: .8em; }
+.failed-box { border: 2px solid #c00; background: #fde0e0; color: #700; padding: .4em .8em; margin: .6em 0; }
+.passed-box { border: 1px solid #2a2; background: #e6f6e6; color: #060; padding: .3em .8em; margin: .6em 0; display: inline-block; }
+pre.findings { background: #f7f7f7; border-left: 4px solid #47a; padding: .6em 1em; white-space: pre-wrap; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: .85em; color: #555; }
+nav li { font-size: .9em; }
+"""
+
+
+def render_html(title: str, sections: Sequence[Section], intro_html: str = "") -> str:
+    """The whole report as one HTML string (figures inlined as data URIs)."""
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    toc = "".join(f'<li><a href="#s{i}">{html.escape(s.title)}</a></li>' for i, s in enumerate(sections))
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p>Written {created} by bayesmatrix.</p>",
+        intro_html,
+        f"<nav><ul>{toc}</ul></nav>",
+    ]
+    for i, section in enumerate(sections):
+        parts.append(f'<section id="s{i}"><h2>{html.escape(section.title)}</h2>{section.html}')
+        for figure in section.figures:
+            caption = html.escape(figure.title + (": " + figure.caption if figure.caption else ""))
+            parts.append(
+                f'<figure><img alt="{html.escape(figure.title)}" src="{data_uri(figure.png)}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+class ReportResult(NamedTuple):
+    """What :func:`build_report` returns."""
+
+    path: Path
+    """The HTML file written."""
+    findings: list[Findings]
+    """The icl-general findings per log (empty without an icl-general run)."""
+    comparisons: dict[str, Any]
+    """LOO comparison tables by the sha256 of the log the runs share."""
+    figures_dir: Path | None
+    """Where the PNG figures were kept (None when they lived in a temporary folder)."""
+
+
+def build_report(
+    run_dirs: Sequence[os.PathLike | str],
+    out: os.PathLike | str,
+    logs: Sequence[os.PathLike | str] = (),
+    *,
+    title: str = "bayesmatrix report",
+    extra_sections: Sequence[Callable[[Path], Section]] = (),
+    token_decoder: Callable[[int], str] | None = None,
+    figures_dir: os.PathLike | str | None = None,
+    num_draws: int = 200,
+) -> ReportResult:
+    """Read the runs (and logs), draw the figures and write the HTML report ``out`` atomically.
+
+    ``extra_sections`` are callables ``make(work_dir) -> Section`` run after
+    the built-in sections (figures go into ``work_dir``). ``token_decoder``
+    names the top-k token ids of a log (the instrumented picture); without it
+    the picture shows the log's columns. ``figures_dir`` keeps the PNG files.
+    Bad input (a folder that is not a run directory, a file that is not an LLM
+    log) raises :class:`InputError` before anything is written.
+    """
+    from data.atomic import atomic_path
+    from data.llmlog import read_log
+    from inference.rundir import read_run
+
+    out = Path(out)
+    if not run_dirs and not logs:
+        raise InputError("nothing to report: give at least one run directory or --log", field="RUN_DIR")
+    if out.is_dir():
+        raise InputError("is a directory; --out names the HTML file to write", file=str(out), field="--out")
+    runs = [read_run(path) for path in run_dirs]
+    datasets = [(Path(path), read_log(path)) for path in logs]
+
+    with tempfile.TemporaryDirectory(prefix="bayesmatrix-report-") as scratch:
+        work_dir = Path(figures_dir) if figures_dir is not None else Path(scratch)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        comparisons, tables = comparison_sections(runs, work_dir)
+        findings = findings_of(runs, tables)
+        sections: list[Section] = []
+        intro = ""
+        if findings:
+            intro = "".join(f'<pre class="findings">{html.escape(format_findings(f))}</pre>' for f in findings)
+        for path, ds in datasets:
+            sha = _sha(path)
+            preferred = _preferred_label(tables.get(sha))
+            sections.append(log_sections(path, ds, runs, work_dir, token_decoder, preferred, num_draws))
+        sections.extend(comparisons)
+        sections.extend(diagnostics_section(run, work_dir) for run in runs)
+        sections.extend(make(work_dir) for make in extra_sections)
+        document = render_html(title, sections, intro)
+    with atomic_path(out) as tmp:
+        tmp.write_text(document, encoding="utf-8")
+    return ReportResult(path=out, findings=findings, comparisons=tables,
+                        figures_dir=Path(figures_dir) if figures_dir is not None else None)
+
+
+def _sha(path: Path) -> str:
+    from inference.rundir import file_sha256
+
+    return file_sha256(path)
+
+
+def _preferred_label(table) -> str | None:
+    return None if table is None else str(table.index[0])

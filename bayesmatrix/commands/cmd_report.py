@@ -1,0 +1,28 @@
+"""``bayesmatrix report``: one self-contained HTML report of run directories (and the logs they were fitted to)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML report of run directories",
+        description="Write one HTML file (figures embedded, no external resources) with the diagnostics of "
+        "each RUN_DIR (failed checks flagged), a PSIS-LOO comparison of runs fitted to the same log, and, "
+        "with --log, the pictures of the log: the instrumented LLM, its predictive against the fitted "
+        "updaters, KL from exact Bayes and entropy by position, and a posterior predictive check.",
+    )
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories written by `fit`")
+    p.add_argument("--out", required=True, metavar="HTML", help="the report file to write")
+    p.add_argument("--log", action="append", default=[], metavar="LOG",
+                   help="an LLM log the runs were fitted to (repeatable)")
+    p.add_argument("--title", default="bayesmatrix report")
+    p.set_defaults(run=_run)
+
+
+def _run(args) -> int:
+    from analysis.report import build_report
+
+    result = build_report(args.runs, args.out, args.log, title=args.title)
+    print(f"wrote {result.path}")
+    return 0

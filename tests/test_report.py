@@ -1,0 +1,111 @@
+"""The HTML report: structure, embedded figures that decode, FAILED flags, LOO findings and bad input."""
+
+import base64
+import io
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.report import build_report, loo_preference, table_html
+from bayesmatrix.cli import main
+from data.errors import InputError
+from data.llmlog import write_log
+from data.simulate import simulate_icl
+
+DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+def decoded_images(text: str) -> list[np.ndarray]:
+    """Every embedded image decoded to pixels (raises if one is not a PNG)."""
+    import matplotlib.image
+
+    return [matplotlib.image.imread(io.BytesIO(base64.b64decode(payload)), format="png") for payload in DATA_URI.findall(text)]
+
+
+def assert_self_contained(text: str) -> None:
+    sources = re.findall(r'(?:src|href)="([^"#][^"]*)"', text)
+    assert all(source.startswith("data:image/png;base64,") for source in sources), sources[:3]
+    assert "http://" not in text and "https://" not in text
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A small simulated ICL log and runs of three models on it (2 chains x 100 draws), one deliberately short."""
+    from analysis.plots import run_figures
+    from inference.fit import FitOptions, fit
+
+    folder = tmp_path_factory.mktemp("report")
+    log = write_log(
+        simulate_icl(12, 8, np.array([2.0, 1.0]), decay=0.7, temperature=1.3, tau=40.0, seed=3), folder / "sim.nc"
+    )
+    runs = []
+    for model, draws in (("icl", 100), ("icl-general", 100), ("icl-none", 20)):
+        options = FitOptions(model=model, num_samples=draws, num_warmup=draws, num_chains=2, seed=1, progress_bar=False)
+        runs.append(fit(log, options, folder / model, figures=run_figures).path)
+    return folder, log, runs
+
+
+@pytest.mark.slow
+def test_report_structure_and_images(fitted):
+    folder, log, runs = fitted
+    result = build_report(runs, folder / "report.html", [log], figures_dir=folder / "figures")
+    text = result.path.read_text()
+    assert_self_contained(text)
+    # a diagnostics table per run and one comparison table
+    assert text.count("<h2>Diagnostics:") == 3
+    assert text.count("<h2>LOO comparison") == 1
+    assert "<th>elpd</th>" in text and "<th>r_hat</th>" in text
+    images = decoded_images(text)
+    # per run: trace, rank, posterior; the comparison; the log: instrumented, fitted, KL/entropy, PPC
+    assert len(images) == 3 * 3 + 1 + 4
+    assert all(image.ndim == 3 and min(image.shape[:2]) > 50 for image in images)
+    # the findings name the icl-general estimates and the LOO preference
+    [findings] = result.findings
+    assert 0 < findings.decay.low <= findings.decay.mean <= findings.decay.high <= 1
+    assert "LOO prefers" in text and "effective prior" in text
+    assert findings.preferred in {"icl (nuts)", "icl-general (nuts)"}  # the no-update model explains nothing here
+
+
+@pytest.mark.slow
+def test_failed_checks_are_flagged_red(fitted):
+    folder, _, runs = fitted
+    text = build_report([runs[2]], folder / "short.html").path.read_text()
+    # 2 x 20 draws cannot reach ESS 200: those rows are FAILED and drawn red
+    assert '<tr class=failed><th><span class="tag">FAILED</span>' in text
+    assert '<div class="failed-box"><b>FAILED</b>' in text
+
+
+def test_table_html_marks_failed_rows():
+    frame = pd.DataFrame({"mean": [1.0, 2.0], "flag": ["", "r_hat 1.2 > 1.01"]}, index=["a", "b"])
+    text = table_html(frame, [False, True], "site")
+    assert text.count("FAILED") == 1 and "<tr class=failed><th><span" in text and "<tr><th>a</th>" in text
+
+
+def test_loo_preference_skips_the_other_fit_of_the_same_model():
+    table = pd.DataFrame(
+        {"elpd": [100.0, 99.5, 80.0], "dse": [0.0, 0.4, 3.0]},
+        index=["icl-general (nuts)", "icl-general (svi)", "icl (nuts)"],
+    )
+    assert loo_preference(table) == ("icl-general (nuts)", "icl (nuts)", 20.0, 3.0)
+    assert loo_preference(table.iloc[:2]) == ("icl-general (nuts)", None, None, None)
+
+
+def test_not_a_run_directory_is_input_error_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "report.html"
+    with pytest.raises(InputError, match="not a run directory"):
+        build_report([tmp_path / "empty"], out)
+    assert main(["report", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "not a run directory" in error
+    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "empty"]
+
+
+def test_bad_log_is_input_error(tmp_path):
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not netCDF")
+    with pytest.raises(InputError, match="bad.nc"):
+        build_report([], tmp_path / "r.html", [bad])
+    assert not (tmp_path / "r.html").exists()
