@@ -19,6 +19,7 @@ from models.closed_forms import (
     log_evidence,
     mixture_posterior,
     mixture_predictive,
+    sort_components,
     tempered,
 )
 from models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
@@ -39,8 +40,12 @@ class ModelSpec(NamedTuple):
     """The model's options (keyword arguments that are not data) and their defaults."""
     family: str
     """``"rows"`` (independent rows of the matrix) or ``"icl"`` (predictions along in-context episodes)."""
+    unlabelled: tuple[str, ...] = ()
+    """Sample sites with arbitrary component labels (mixtures): leave them out of convergence
+    diagnostics and summaries, and read their relabelled deterministic versions ``w``, ``m``, ``s``."""
 
 
+_UNLABELLED = ("w_unlabelled", "m_unlabelled", "s_unlabelled")
 _ROWS_DEFAULTS = {"observe": ("probs",), "explicit": False, "epsilon": 1e-6}
 
 MODELS: dict[str, ModelSpec] = {
@@ -53,6 +58,7 @@ MODELS: dict[str, ModelSpec] = {
         "rows drawn from a K-component Dirichlet mixture",
         {**_ROWS_DEFAULTS, "components": 2},
         "rows",
+        _UNLABELLED,
     ),
     "icl": ModelSpec(
         icl, ("probs",), "exact Bayesian updating from a Dirichlet prior", {"epsilon": 1e-6}, "icl"
@@ -70,6 +76,7 @@ MODELS: dict[str, ModelSpec] = {
         "exact Bayesian updating from a Dirichlet-mixture prior",
         {"components": 2, "epsilon": 1e-6},
         "icl",
+        _UNLABELLED,
     ),
     "icl-none": ModelSpec(
         icl_none, ("probs",), "no updating: a constant predictive m", {"epsilon": 1e-6}, "icl"
@@ -100,5 +107,6 @@ __all__ = [
     "mixture",
     "mixture_posterior",
     "mixture_predictive",
+    "sort_components",
     "tempered",
 ]

@@ -68,6 +68,29 @@ def mixture_predictive(weights, alphas, counts):
     return jnp.einsum("...k,...kc->...c", posterior_weights, component_means)
 
 
+def sort_components(weights, means, strengths):
+    """A mixture's components in a canonical order: increasing ``alpha_k[0] = s_k m_k[0]``.
+
+    A mixture's likelihood is the same under every relabelling of its
+    components, so NUTS chains settle on arbitrary, different labellings.
+    Sampling the components exchangeably and sorting each draw afterwards gives
+    every chain the same labels. (An ordering constraint on the sampled
+    parameters does the same on paper, but it walls chains into local modes on
+    the wrong side of the constraint.) The first column's concentration
+    separates components that differ in their mean of that column or in
+    strength; components equal in it remain weakly labelled.
+    Shapes ``(..., K)``, ``(..., K, C)``, ``(..., K)``.
+    """
+    weights, means, strengths = jnp.asarray(weights), jnp.asarray(means), jnp.asarray(strengths)
+    order = jnp.argsort(strengths * means[..., 0], axis=-1)
+    return (
+        jnp.take_along_axis(weights, order, axis=-1),
+        jnp.take_along_axis(means, order[..., None], axis=-2),
+        jnp.take_along_axis(strengths, order, axis=-1),
+    )
+
+
+@jax.jit  # eagerly, the scan's many differently shaped slices would each compile on their own
 def decayed_counts(last_example, episode_start, decay):
     """Recency-weighted counts ``w_r = decay * w_(r-1) + onehot(y_r)``, restarted at every episode.
 

@@ -38,8 +38,8 @@ from models.closed_forms import (
     mixture_predictive,
     tempered,
 )
+from models.mixture import labelled_components
 from models.priors import (
-    component_strength_prior,
     decay_prior,
     pseudocount_prior,
     strength_prior,
@@ -96,20 +96,24 @@ def icl_general(*, last_example, episode_start, probs=None, epsilon: float = 1e-
 def icl_mixture(*, context_counts, components: int = 2, probs=None, epsilon: float = 1e-6):
     """Exact Bayesian updating from a K-component Dirichlet-mixture prior.
 
-    w       ~ Dirichlet(1_K)
-    m_k     ~ Dirichlet(1_C)                       (plate ``component``)
-    s       ~ sorted K iid LogNormal(log 2, 1.5)   s_1 < ... < s_K labels the components
-    alpha_k = s_k m_k                              (deterministic site ``alpha``, (K, C))
-    tau     ~ LogNormal(log 10, 3)
-    w'_rk   ∝ w_k B(alpha_k + n_r) / B(alpha_k)    (log space, gammaln)
-    q_r     = sum_k w'_rk (alpha_k + n_r) / (s_k + k_r)
-    probs_r ~ Dirichlet(tau q_r)
+    w_unlabelled   ~ Dirichlet(1_K)
+    m_unlabelled_k ~ Dirichlet(1_C)                   (plate ``component``)
+    s_unlabelled_k ~ LogNormal(log 2, 1.5)            (plate ``component``)
+    w, m, s        = the components sorted by alpha_k[0]   (deterministic sites)
+    alpha_k        = s_k m_k                          (deterministic site ``alpha``, (K, C))
+    tau            ~ LogNormal(log 10, 3)
+    w'_rk          ∝ w_k B(alpha_k + n_r) / B(alpha_k)   (log space, gammaln)
+    q_r            = sum_k w'_rk (alpha_k + n_r) / (s_k + k_r)
+    probs_r        ~ Dirichlet(tau q_r)
+
+    Labels as in :func:`models.mixture.mixture`: read ``w``, ``m``, ``s``,
+    ``alpha``, not the ``*_unlabelled`` sites.
     """
-    w = numpyro.sample("w", dist.Dirichlet(jnp.ones(components)))
+    w_unlabelled = numpyro.sample("w_unlabelled", dist.Dirichlet(jnp.ones(components)))
     with numpyro.plate("component", components):
-        m = numpyro.sample("m", dist.Dirichlet(jnp.ones(context_counts.shape[-1])))
-    s = numpyro.sample("s", component_strength_prior(components))
-    alpha = numpyro.deterministic("alpha", s[:, None] * m)
+        m_unlabelled = numpyro.sample("m_unlabelled", dist.Dirichlet(jnp.ones(context_counts.shape[-1])))
+        s_unlabelled = numpyro.sample("s_unlabelled", strength_prior())
+    w, _, _, alpha = labelled_components(w_unlabelled, m_unlabelled, s_unlabelled)
     tau = numpyro.sample("tau", tau_prior())
     _observe(tau, mixture_predictive(w, alpha, context_counts), probs, epsilon)
 

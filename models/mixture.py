@@ -14,7 +14,8 @@ import numpyro
 import numpyro.distributions as dist
 
 from models.matrix import check_observe, observe_rows
-from models.priors import component_strength_prior
+from models.closed_forms import sort_components
+from models.priors import strength_prior
 
 
 def mixture(
@@ -31,25 +32,29 @@ def mixture(
 ):
     """A K-component Dirichlet mixture prior over rows.
 
-    w        ~ Dirichlet(1_K)                          mixture weights
-    m_k      ~ Dirichlet(1_C)                          component mean rows (plate ``component``)
-    s        ~ sorted K iid LogNormal(log 2, 1.5)      strengths, s_1 < ... < s_K
-    alpha_k  = s_k m_k                                 (deterministic site ``alpha``, (K, C))
+    w_unlabelled    ~ Dirichlet(1_K)                 mixture weights
+    m_unlabelled_k  ~ Dirichlet(1_C)                 component mean rows   (plate ``component``)
+    s_unlabelled_k  ~ LogNormal(log 2, 1.5)          component strengths   (plate ``component``)
+    w, m, s         = the components sorted by alpha_k[0]   (deterministic sites)
+    alpha_k         = s_k m_k                        (deterministic site ``alpha``, (K, C))
     probs_r  ~ sum_k w_k Dirichlet(alpha_k)
     counts_r ~ sum_k w_k DirichletMultinomial(alpha_k, N_r)   collapsed,
           or ~ Multinomial(N_r, probs_r)                      explicit
 
     The component of each row is a discrete latent, marginalised out with
-    ``MixtureGeneral`` (a logsumexp over components). Ordering the strengths
-    fixes the labels (see :class:`models.priors.SortedLogNormal`). The
-    observation options are those of :func:`models.matrix.observe_rows`.
+    ``MixtureGeneral`` (a logsumexp over components). The ``*_unlabelled``
+    sites carry arbitrary labels, different in different chains; ``w``, ``m``,
+    ``s`` and ``alpha`` are the same draws in one canonical order
+    (:func:`models.closed_forms.sort_components`), which is what summaries and
+    convergence diagnostics should read. The observation options are those of
+    :func:`models.matrix.observe_rows`.
     """
     check_observe(observe, probs=probs, counts=counts, total_count=total_count)
-    w = numpyro.sample("w", dist.Dirichlet(jnp.ones(components)))
+    w_unlabelled = numpyro.sample("w_unlabelled", dist.Dirichlet(jnp.ones(components)))
     with numpyro.plate("component", components):
-        m = numpyro.sample("m", dist.Dirichlet(jnp.ones(num_cols)))
-    s = numpyro.sample("s", component_strength_prior(components))
-    alpha = numpyro.deterministic("alpha", s[:, None] * m)  # (K, C)
+        m_unlabelled = numpyro.sample("m_unlabelled", dist.Dirichlet(jnp.ones(num_cols)))
+        s_unlabelled = numpyro.sample("s_unlabelled", strength_prior())
+    w, m, s, alpha = labelled_components(w_unlabelled, m_unlabelled, s_unlabelled)
     with numpyro.plate("row", num_rows):
         observe_rows(
             dirichlet_mixture(w, alpha),
@@ -61,6 +66,15 @@ def mixture(
             explicit=explicit,
             epsilon=epsilon,
         )
+
+
+def labelled_components(w_unlabelled, m_unlabelled, s_unlabelled):
+    """Deterministic sites ``w``, ``m``, ``s``, ``alpha``: the components in canonical order."""
+    w, m, s = sort_components(w_unlabelled, m_unlabelled, s_unlabelled)
+    w = numpyro.deterministic("w", w)
+    m = numpyro.deterministic("m", m)
+    s = numpyro.deterministic("s", s)
+    return w, m, s, numpyro.deterministic("alpha", s[:, None] * m)  # (K, C)
 
 
 def dirichlet_mixture(weights, alphas) -> dist.Distribution:

@@ -15,19 +15,15 @@ start JAX (``inference.runtime.configure`` must run first).
 - ``temperature`` ~ LogNormal(0, 0.5): centred on 1 (calibrated), 95% in 0.38–2.7.
 - ``pseudocount`` ~ LogNormal(log 0.1, 2): the add-``eps`` smoothing of the
   frequency model; small values are the raw frequency.
-- Mixture components are ordered by strength (:class:`SortedLogNormal`).
+- Mixture components get these priors independently and identically; their
+  labels are fixed afterwards (``models.closed_forms.sort_components``).
 """
 
 from __future__ import annotations
 
 import math
 
-import jax.numpy as jnp
 import numpyro.distributions as dist
-from jax import random
-from jax.scipy.special import gammaln
-from numpyro.distributions import constraints
-from numpyro.distributions.util import promote_shapes, validate_sample
 
 STRENGTH_LOC, STRENGTH_SCALE = math.log(2.0), 1.5
 TAU_LOC, TAU_SCALE = math.log(10.0), 3.0
@@ -54,45 +50,3 @@ def temperature_prior() -> dist.Distribution:
 
 def pseudocount_prior() -> dist.Distribution:
     return dist.LogNormal(PSEUDOCOUNT_LOC, PSEUDOCOUNT_SCALE)
-
-
-def component_strength_prior(components: int) -> dist.Distribution:
-    """``s_1 < ... < s_K``: the strength prior for K components, sorted to label them."""
-    return SortedLogNormal(STRENGTH_LOC, STRENGTH_SCALE, components)
-
-
-class SortedLogNormal(dist.Distribution):
-    """The order statistics of ``size`` independent LogNormal(loc, scale) draws.
-
-    Density ``size! * prod_k LogNormal(x_k | loc, scale)`` on ``x_1 < ... < x_K``;
-    sampling sorts independent draws. A mixture's likelihood is the same under
-    every relabelling of its components, so this prior is the exchangeable
-    LogNormal prior restricted to one labelling: chains agree on which
-    component is which. It identifies components whose strengths differ; two
-    components of (nearly) equal strength leave the labels weakly identified.
-    """
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.positive_ordered_vector
-    reparametrized_params = ["loc", "scale"]
-    pytree_data_fields = ("loc", "scale")
-    pytree_aux_fields = ("size",)
-
-    def __init__(self, loc=0.0, scale=1.0, size: int = 2, *, validate_args=None):
-        self.loc, self.scale = promote_shapes(loc, scale)
-        self.size = int(size)
-        batch_shape = jnp.broadcast_shapes(jnp.shape(loc), jnp.shape(scale))
-        super().__init__(batch_shape=batch_shape, event_shape=(self.size,), validate_args=validate_args)
-
-    def sample(self, key, sample_shape=()):
-        shape = sample_shape + self.batch_shape + self.event_shape
-        loc = jnp.expand_dims(self.loc, -1)
-        scale = jnp.expand_dims(self.scale, -1)
-        return jnp.sort(jnp.exp(loc + scale * random.normal(key, shape)), axis=-1)
-
-    @validate_sample
-    def log_prob(self, value):
-        loc = jnp.expand_dims(self.loc, -1)
-        scale = jnp.expand_dims(self.scale, -1)
-        iid = dist.LogNormal(loc, scale).log_prob(value).sum(-1)
-        return iid + gammaln(self.size + 1.0)

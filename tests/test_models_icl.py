@@ -1,0 +1,175 @@
+"""The ICL models against their formulas: the exact predictive, decayed counts, and the reductions between models."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from numpyro.handlers import condition, seed, trace
+from numpyro.infer.util import log_likelihood
+from scipy.special import gammaln, logsumexp
+
+from models import MODELS, decayed_counts, mixture_predictive, tempered
+from models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
+
+# Two episodes of lengths 4 and 3 over three categories: examples y_1.. of each.
+EXAMPLES = [[0, 2, 0], [1, 1]]
+M = np.array([0.5, 0.3, 0.2])
+S = 3.0
+TAU = 25.0
+
+
+def episode_arrays(episodes, num_cols=3):
+    """Per row: context counts, one-hot of the last example (zeros at a start) and start flags; positions 0..K."""
+    context, last, start = [], [], []
+    for examples in episodes:
+        counts = np.zeros(num_cols)
+        for position in range(len(examples) + 1):
+            example = np.zeros(num_cols)
+            if position > 0:
+                example[examples[position - 1]] = 1.0
+                counts = counts + example
+            context.append(counts.copy())
+            last.append(example)
+            start.append(position == 0)
+    return np.array(context), np.array(last), np.array(start)
+
+
+CONTEXT, LAST, START = episode_arrays(EXAMPLES)
+PROBS = np.random.default_rng(0).dirichlet([2.0, 2.0, 2.0], size=len(CONTEXT))
+
+
+def concentration(model, params, **kwargs):
+    """The Dirichlet concentration of the observed site at fixed parameters."""
+    return np.asarray(trace(seed(condition(model, params), 0)).get_trace(**kwargs)["probs"]["fn"].concentration)
+
+
+def test_icl_predictive_is_the_exact_update():
+    got = concentration(icl, {"m": M, "s": S, "tau": TAU}, context_counts=CONTEXT)
+    expected = TAU * (S * M + CONTEXT) / (S + CONTEXT.sum(1, keepdims=True))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.35, 0.9, 1.0])
+def test_decayed_counts_match_a_python_loop(decay):
+    rng = np.random.default_rng(1)
+    episodes = [list(rng.integers(0, 3, size=length)) for length in (5, 0, 9, 1)]
+    _, last, start = episode_arrays(episodes)
+    expected, weighted = [], np.zeros(3)
+    for example, first in zip(last, start):
+        weighted = example if first else decay * weighted + example
+        expected.append(weighted)
+    np.testing.assert_allclose(decayed_counts(last, start, decay), np.array(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_general_with_decay_one_and_temperature_one_is_exact_bayes():
+    params = {"m": M[None], "s": np.array([S]), "tau": np.array([TAU])}
+    general = {**params, "decay": np.array([1.0]), "temperature": np.array([1.0])}
+    exact = log_likelihood(icl, params, context_counts=CONTEXT, probs=PROBS)["probs"]
+    generalised = log_likelihood(icl_general, general, last_example=LAST, episode_start=START, probs=PROBS)["probs"]
+    np.testing.assert_allclose(generalised, exact, rtol=1e-5)
+
+
+def test_general_predictive_is_decayed_and_tempered():
+    decay, temperature = 0.6, 0.7
+    got = concentration(
+        icl_general,
+        {"m": M, "s": S, "tau": TAU, "decay": decay, "temperature": temperature},
+        last_example=LAST,
+        episode_start=START,
+    )
+    weighted = np.asarray(decayed_counts(LAST, START, decay))
+    predictive = (S * M + weighted) / (S + weighted.sum(1, keepdims=True))
+    sharpened = predictive ** (1 / temperature)
+    np.testing.assert_allclose(got, TAU * sharpened / sharpened.sum(1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(tempered(predictive, 1.0), predictive, rtol=1e-6)
+
+
+def test_mixture_predictive_is_the_ratio_of_evidences():
+    """P(next = c | n) = sum_k w_k B(alpha_k + n + e_c) / B(alpha_k) over sum_k w_k B(alpha_k + n) / B(alpha_k)."""
+    weights = np.array([0.25, 0.75])
+    alphas = np.array([[4.0, 1.0, 1.0], [0.5, 0.5, 3.0]])
+
+    def log_evidence(counts):
+        log_beta = lambda a: gammaln(a).sum(-1) - gammaln(a.sum(-1))  # noqa: E731
+        return logsumexp(np.log(weights) + log_beta(alphas + counts) - log_beta(alphas))
+
+    for counts in CONTEXT:
+        expected = [np.exp(log_evidence(counts + np.eye(3)[c]) - log_evidence(counts)) for c in range(3)]
+        np.testing.assert_allclose(mixture_predictive(weights, alphas, counts), expected, rtol=1e-4)
+
+
+def test_icl_mixture_uses_the_mixture_predictive_and_one_component_is_icl():
+    weights, means, strengths = np.array([0.25, 0.75]), np.array([[0.1, 0.1, 0.8], [0.6, 0.2, 0.2]]), np.array([6.0, 2.0])
+    params = {"w_unlabelled": weights, "m_unlabelled": means, "s_unlabelled": strengths}
+    got = concentration(icl_mixture, {**params, "tau": TAU}, context_counts=CONTEXT)
+    alphas = strengths[:, None] * means
+    np.testing.assert_allclose(got, TAU * np.asarray(mixture_predictive(weights, alphas, CONTEXT)), rtol=1e-5)
+
+    one = {"w_unlabelled": np.array([[1.0]]), "m_unlabelled": M[None, None], "s_unlabelled": np.array([[S]]), "tau": np.array([TAU])}
+    single = {"m": M[None], "s": np.array([S]), "tau": np.array([TAU])}
+    mixed = log_likelihood(icl_mixture, one, context_counts=CONTEXT, components=1, probs=PROBS)["probs"]
+    np.testing.assert_allclose(mixed, log_likelihood(icl, single, context_counts=CONTEXT, probs=PROBS)["probs"], rtol=1e-5)
+
+
+def test_frequency_is_exact_bayes_with_a_uniform_prior_and_none_ignores_the_context():
+    eps = 0.2
+    frequency = concentration(icl_frequency, {"pseudocount": eps, "tau": TAU}, context_counts=CONTEXT)
+    uniform = concentration(icl, {"m": np.ones(3) / 3, "s": 3 * eps, "tau": TAU}, context_counts=CONTEXT)
+    np.testing.assert_allclose(frequency, uniform, rtol=1e-5)
+    none = concentration(icl_none, {"m": M, "tau": TAU}, context_counts=CONTEXT)
+    np.testing.assert_allclose(none, np.broadcast_to(TAU * M, CONTEXT.shape), rtol=1e-6)
+
+
+def test_a_lambda_weight_per_example_is_exact_bayes_with_a_scaled_prior():
+    """(alpha + lam n) / (S + lam k) = (alpha/lam + n) / (S/lam + k): lam is absorbed by the prior."""
+    lam = 0.4
+    weighted = (S * M + lam * CONTEXT) / (S + lam * CONTEXT.sum(1, keepdims=True))
+    scaled = concentration(icl, {"m": M, "s": S / lam, "tau": 1.0}, context_counts=CONTEXT)
+    np.testing.assert_allclose(scaled, weighted, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["icl", "icl-general", "icl-mixture", "icl-none", "icl-frequency"])
+def test_prior_predictive_gives_simplex_rows(name):
+    data = {"last_example": LAST, "episode_start": START} if name == "icl-general" else {"context_counts": CONTEXT}
+    for key in range(5):
+        probs = np.asarray(trace(seed(MODELS[name].function, key)).get_trace(**data)["probs"]["value"])
+        assert probs.shape == CONTEXT.shape and (probs >= 0).all()
+        np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_observed_rows_with_zeros_give_finite_likelihoods():
+    probs = np.tile([1.0, 0.0, 0.0], (len(CONTEXT), 1))
+    params = {"m": M[None], "s": np.array([S]), "tau": np.array([TAU])}
+    assert np.isfinite(log_likelihood(icl, params, context_counts=CONTEXT, probs=probs)["probs"]).all()
+
+
+def test_decayed_counts_are_differentiable_in_decay():
+    gradient = jax.grad(lambda d: decayed_counts(LAST, START, d).sum())(0.5)
+    # d/d decay of sum_r w_r: each example j positions back contributes j decay^(j-1)
+    expected = 0.0
+    for examples in EXAMPLES:
+        for k in range(1, len(examples) + 1):
+            expected += sum(j * 0.5 ** (j - 1) for j in range(1, k))
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_nuts_recovers_the_generalised_updater():
+    """Rows simulated from icl-general at known parameters; NUTS puts the truth within the posterior."""
+    from numpyro.infer import MCMC, NUTS
+
+    rng = np.random.default_rng(3)
+    truth = {"m": np.array([0.6, 0.3, 0.1]), "s": 2.0, "decay": 0.8, "temperature": 1.3, "tau": 40.0}
+    examples = [list(rng.choice(3, size=8, p=rng.dirichlet(2.0 * truth["m"]))) for _ in range(30)]
+    _, last, start = episode_arrays(examples)
+    simulated = trace(seed(condition(icl_general, truth), 4)).get_trace(last_example=last, episode_start=start)
+    probs = np.asarray(simulated["probs"]["value"])
+
+    mcmc = MCMC(NUTS(icl_general), num_warmup=300, num_samples=300, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(5), last_example=last, episode_start=start, probs=probs)
+    samples = mcmc.get_samples()
+    for name in ("s", "decay", "temperature", "tau"):
+        draws = np.asarray(samples[name])
+        assert abs(draws.mean() - truth[name]) / draws.std() < 4, (name, draws.mean(), draws.std())
+    assert (np.abs(np.asarray(samples["m"]).mean(0) - truth["m"]) / np.asarray(samples["m"]).std(0) < 4).all()
