@@ -3,6 +3,8 @@
 DESIGN.md §1: any prior over multinomials is approximated by a finite mixture
 ``sum_k w_k Dirichlet(alpha_k)`` (Dalal & Hall, 1983), and the mixture stays
 conjugate; its closed-form update is :func:`models.closed_forms.mixture_posterior`.
+The components are sampled exchangeably and relabelled per draw
+(:func:`labelled_components`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from models.matrix import check_observe, observe_rows
 from models.closed_forms import sort_components
+from models.matrix import check_observe, observe_rows
 from models.priors import strength_prior
 
 
