@@ -44,6 +44,7 @@ def prepare(
     components: int = 2,
     observe: Sequence[str] | None = None,
     file: str | None = None,
+    rank: int = 4,
 ) -> ModelInput:
     """Model inputs from a validated LLM log (see ``data.llmlog.read_log``).
 
@@ -58,6 +59,10 @@ def prepare(
     - ``observe``: for ``matrix`` and ``mixture``, ``("probs",)`` (default),
       ``("counts",)`` or both; the ICL models observe ``probs`` only.
     - ``file``: the name used in errors; defaults to the file the log was read from.
+    - ``rank``: R for ``embedding``, whose input is the log's ``embedding``
+      (row, embed) prepared by :func:`models.embedding.fit_features` on all
+      rows: centred, projected on at most 64 principal components, scaled to
+      unit mean square (coords ``feature`` and ``rank``).
 
     ICL logs with ``episode`` must hold each episode in consecutive rows, at
     positions 0, 1, 2, ... with ``context_counts`` growing by one example per
@@ -77,8 +82,14 @@ def prepare(
     probs = _renormalised(np.asarray(ds["probs"].values, dtype=np.float64)[:, keep], file)
     num_rows = probs.shape[0]
     kwargs: dict[str, Any] = {}
-    if spec.family == "rows":
-        kwargs.update(num_rows=num_rows, num_cols=len(columns), observe=observed)
+    if spec.family in ("rows", "embedding"):
+        if spec.family == "rows":
+            kwargs.update(num_rows=num_rows, num_cols=len(columns), observe=observed)
+        else:
+            kwargs.update(embedding=_embedding_features(ds, file), num_cols=len(columns), observe=observed)
+            if rank < 1:
+                raise InputError(f"is {rank}; the rank must be at least 1", field="rank")
+            kwargs["rank"] = int(rank)
         if "probs" in observed:
             kwargs["probs"] = probs
         if "counts" in observed:
@@ -86,7 +97,7 @@ def prepare(
                 raise InputError("missing; observing counts needs sampled tokens per row", file=file, field="counts")
             counts = np.asarray(ds["counts"].values, dtype=np.int64)[:, keep]
             kwargs.update(counts=counts, total_count=counts.sum(axis=1))
-    else:
+    elif spec.family == "icl":
         context = _context_counts(ds, keep_other, file)
         episode = _checked_episodes(ds, context, all_columns, file) if "episode" in ds else None
         if model == "icl-general":
@@ -101,6 +112,8 @@ def prepare(
         else:
             kwargs["context_counts"] = context[:, keep].astype(np.float64)
         kwargs["probs"] = probs
+    else:
+        raise ValueError(f"prepare() builds no inputs for models of the {spec.family!r} family")
 
     if "components" in spec.defaults:
         if components < 1:
@@ -112,10 +125,25 @@ def prepare(
         parameter_dims = {"w": ["component"], "m": ["component", "col"], "s": ["component"]}
         parameter_dims.update({f"{name}_unlabelled": axes for name, axes in parameter_dims.items()})
         parameter_dims["alpha"] = ["component", "col"]
+    elif spec.family == "embedding":
+        coords.update(feature=np.arange(kwargs["embedding"].shape[1]), rank=np.arange(kwargs["rank"]))
+        parameter_dims = {"U": ["col", "rank"], "U_unit": ["col", "rank"], "V": ["feature", "rank"],
+                          "V_unit": ["feature", "rank"], "b": ["col"]}
     else:
         parameter_dims = {"m": ["col"], "alpha": ["col"]}
     dims = {**parameter_dims, "probs": ["row", "col"], "counts": ["row", "col"]}
     return ModelInput(kwargs=kwargs, coords=coords, dims=dims, columns=columns, observed=observed)
+
+
+def _embedding_features(ds: xr.Dataset, file: str) -> np.ndarray:
+    from models.embedding import apply_features, fit_features
+
+    if "embedding" not in ds:
+        raise InputError("missing; the embedding model needs a log made with --embeddings", file=file, field="embedding")
+    raw = np.asarray(ds["embedding"].values, dtype=np.float64)
+    if np.ptp(raw, axis=0).max() == 0:
+        raise InputError("is the same for every row; there is nothing to map", file=file, field="embedding")
+    return apply_features(fit_features(raw), raw)
 
 
 def _observed_sites(observable: tuple[str, ...], family: str, observe: Sequence[str] | None) -> tuple[str, ...]:
