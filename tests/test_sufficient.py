@@ -1,0 +1,85 @@
+"""Sufficient statistics of Dirichlet-multinomial counts (models.sufficient) against the per-row likelihood."""
+
+import jax
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+from models.sufficient import CountStatistics, count_statistics, dirmult_log_likelihood
+
+
+@jax.jit  # one compilation instead of dispatching each small operation eagerly
+def direct_log_likelihood(alpha, counts):
+    """The sum over rows of NumPyro's own DirichletMultinomial log pmf."""
+    return dist.DirichletMultinomial(alpha, total_count=counts.sum(axis=1)).log_prob(counts).sum()
+
+
+def ragged_counts(rng, rows, cols, zero_rows=True):
+    """Counts with ragged totals (0 to 60 per row), many zero cells and, optionally, rows of all zeros."""
+    totals = rng.integers(0 if zero_rows else 1, 60, size=rows)
+    probs = rng.dirichlet(np.full(cols, 0.3), size=rows)
+    return np.stack([rng.multinomial(n, p) for n, p in zip(totals, probs)])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_equals_the_sum_of_per_row_log_pmfs_in_float64(seed):
+    rng = np.random.default_rng(seed)
+    counts = ragged_counts(rng, rows=300, cols=7)
+    assert (counts == 0).mean() > 0.3 and (counts.sum(axis=1) == 0).any()
+    statistics = count_statistics(counts)
+    with jax.enable_x64(True):
+        for alpha in (rng.gamma(1.0, 1.0, size=7), np.full(7, 1e-3), np.full(7, 40.0)):
+            expected = float(direct_log_likelihood(alpha, counts))
+            got = float(jax.jit(dirmult_log_likelihood)(alpha, statistics))
+            assert got == pytest.approx(expected, rel=1e-12, abs=1e-9)
+
+
+def test_batched_alpha_and_float32():
+    rng = np.random.default_rng(3)
+    counts = ragged_counts(rng, rows=200, cols=4, zero_rows=False)
+    statistics = count_statistics(counts)
+    alphas = rng.gamma(2.0, 1.0, size=(5, 4))
+    got = np.asarray(dirmult_log_likelihood(alphas, statistics))
+    assert got.shape == (5,) and got.dtype == np.float32
+    expected = np.array([float(direct_log_likelihood(alpha, counts)) for alpha in alphas])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_gradient_matches_the_per_row_gradient():
+    rng = np.random.default_rng(4)
+    counts = ragged_counts(rng, rows=100, cols=5)
+    statistics = count_statistics(counts)
+    alpha = rng.gamma(2.0, 1.0, size=5)
+    with jax.enable_x64(True):
+        got = jax.jit(jax.grad(lambda a: dirmult_log_likelihood(a, statistics)))(alpha)
+        expected = jax.jit(jax.grad(lambda a: direct_log_likelihood(a, counts)))(alpha)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_statistic_is_histograms_of_counts_and_totals():
+    counts = np.array([[0, 2], [1, 0], [3, 1]])
+    statistics = count_statistics(counts)
+    # column 0 has counts 0, 1, 3: exceeding 0, 1, 2 -> 2, 1, 1; column 1 has 2, 0, 1 -> 2, 1, 0
+    np.testing.assert_array_equal(statistics.exceed, [[2, 1, 1], [2, 1, 0]])
+    # totals 2, 1, 4: exceeding 0..3 -> 3, 2, 1, 1
+    np.testing.assert_array_equal(statistics.total_exceed, [3, 2, 1, 1])
+    expected = np.log(1) + np.log(1) + np.log(4)  # 2!/(0!2!), 1!/(1!0!), 4!/(3!1!)
+    assert float(statistics.log_coefficient) == pytest.approx(expected, rel=1e-12)
+
+
+def test_size_does_not_grow_with_rows():
+    rng = np.random.default_rng(5)
+    small = count_statistics(rng.multinomial(20, [0.5, 0.3, 0.2], size=100))
+    large = count_statistics(rng.multinomial(20, [0.5, 0.3, 0.2], size=100_000))
+    assert isinstance(large, CountStatistics)
+    assert large.exceed.shape[0] == 3 and large.exceed.shape[1] <= 20 and large.total_exceed.shape == (20,)
+    assert large.exceed.size <= small.exceed.size + 3 * 20
+
+
+@pytest.mark.parametrize(
+    "counts, message",
+    [(np.array([[1, -1]]), "non-negative"), (np.array([[0.5, 1.0]]), "whole numbers"), (np.array([1, 2]), "rows, cols")],
+)
+def test_bad_counts_are_refused(counts, message):
+    with pytest.raises(ValueError, match=message):
+        count_statistics(counts)
