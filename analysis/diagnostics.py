@@ -52,10 +52,12 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
     """Diagnose a fitted DataTree (from ``fit`` or read back from a run directory)."""
     import arviz_stats as azs
 
+    from inference.fit import global_sites
+
     method = method or datatree.attrs.get("method", "nuts")
     posterior = datatree["posterior"]
     num_chains, num_draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    names = [name for name, var in posterior.data_vars.items() if "row" not in var.dims]
+    names = global_sites(datatree)
     with warnings.catch_warnings():
         # R-hat and ESS of a single SVI "chain" of independent draws are well defined
         # but ArviZ warns about one chain; nothing here depends on that warning.

@@ -22,10 +22,10 @@ def _pyplot():
 
 
 def global_site_names(datatree, limit: int = 8) -> list[str]:
-    """Posterior sites without a per-row dimension, the ones worth plotting; at most ``limit``."""
-    posterior = datatree["posterior"]
-    names = [name for name, var in posterior.data_vars.items() if "row" not in var.dims]
-    return names[:limit]
+    """Global, labelled posterior sites (see :func:`inference.fit.global_sites`); at most ``limit``."""
+    from inference.fit import global_sites
+
+    return global_sites(datatree)[:limit]
 
 
 def plot_elbo(losses: np.ndarray, path: Path) -> Path:

@@ -29,6 +29,10 @@ class FitOptions(NamedTuple):
     learning_rate: float = 0.01
     max_steps: int = 20000
     progress_bar: bool = True
+    rank: int = 4
+    """R of the embedding model."""
+    batch_size: int | None = None
+    """SVI minibatch rows for models that subsample (embedding); None: every row at every step."""
 
 
 class FitResult(NamedTuple):
@@ -42,10 +46,20 @@ class FitResult(NamedTuple):
     """What was written to run.json."""
 
 
+# Mixture models sample their components unordered and sort them into labelled sites
+# (``w``, ``m``, ``s``, ``alpha``); the unordered ``*_unlabelled`` sites switch labels
+# between chains by design, so their R-hat means nothing and they are left out.
+UNLABELLED_SUFFIX = "_unlabelled"
+
+
 def global_sites(datatree) -> list[str]:
-    """Posterior sites that are not per-row (the ones worth a summary table)."""
+    """Posterior sites that are not per-row and carry a label (the ones worth a summary)."""
     posterior = datatree["posterior"]
-    return [name for name, var in posterior.data_vars.items() if "row" not in var.dims]
+    return [
+        name
+        for name, var in posterior.data_vars.items()
+        if "row" not in var.dims and not name.endswith(UNLABELLED_SUFFIX)
+    ]
 
 
 def summarize(datatree):
@@ -77,8 +91,18 @@ def fit(
         raise InputError(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}", field="--method")
     check_destination(out, force)
     ds = read_log(log_path)
-    model_input = prepare(ds, options.model, keep_other=options.keep_other, components=options.components)
+    model_input = prepare(
+        ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank
+    )
     model_fn = MODELS[options.model].function
+    fit_kwargs, predict_kwargs = model_input.kwargs, None
+    if options.batch_size is not None:
+        if "batch_size" not in MODELS[options.model].defaults or options.method != "svi":
+            raise InputError("minibatches need --method svi and a model that subsamples rows (embedding)",
+                             field="--batch-size")
+        # Minibatch gradients while fitting; draws and log-likelihood on every row.
+        fit_kwargs = {**model_input.kwargs, "batch_size": options.batch_size}
+        predict_kwargs = model_input.kwargs
 
     start = time.perf_counter()
     if options.method == "nuts":
@@ -104,7 +128,7 @@ def fit(
     else:
         result = svi(
             model_fn,
-            model_input.kwargs,
+            fit_kwargs,
             guide=options.guide,
             learning_rate=options.learning_rate,
             max_steps=options.max_steps,
@@ -113,6 +137,7 @@ def fit(
             coords=model_input.coords,
             dims=model_input.dims,
             progress_bar=options.progress_bar,
+            predict_kwargs=predict_kwargs,
         )
         method_info = {
             "converged": result.converged,

@@ -22,6 +22,7 @@ from models.closed_forms import (
     sort_components,
     tempered,
 )
+from models.embedding import embedding
 from models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
 from models.matrix import matrix
 from models.mixture import mixture
@@ -39,7 +40,8 @@ class ModelSpec(NamedTuple):
     defaults: Mapping[str, Any]
     """The model's options (keyword arguments that are not data) and their defaults."""
     family: str
-    """``"rows"`` (independent rows of the matrix) or ``"icl"`` (predictions along in-context episodes)."""
+    """``"rows"`` (independent rows of the matrix), ``"embedding"`` (rows as a map of their prompt's
+    embedding) or ``"icl"`` (predictions along in-context episodes)."""
     unlabelled: tuple[str, ...] = ()
     """Sample sites with arbitrary component labels (mixtures): leave them out of convergence
     diagnostics and summaries, and read their relabelled deterministic versions ``w``, ``m``, ``s``."""
@@ -59,6 +61,13 @@ MODELS: dict[str, ModelSpec] = {
         {**_ROWS_DEFAULTS, "components": 2},
         "rows",
         _UNLABELLED,
+    ),
+    "embedding": ModelSpec(
+        embedding,
+        ("probs", "counts"),
+        "rows as a low-rank softmax map of the prompt embedding, softmax(b + U V^T e)",
+        {"observe": ("probs",), "epsilon": 1e-6, "rank": 4, "batch_size": None},
+        "embedding",
     ),
     "icl": ModelSpec(
         icl, ("probs",), "exact Bayesian updating from a Dirichlet prior", {"epsilon": 1e-6}, "icl"
@@ -96,6 +105,7 @@ __all__ = [
     "clip_simplex",
     "decayed_counts",
     "dirichlet_predictive",
+    "embedding",
     "frequency_predictive",
     "icl",
     "icl_frequency",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-MODEL_NAMES = ("matrix", "mixture", "icl", "icl-general", "icl-mixture", "icl-none", "icl-frequency")
+MODEL_NAMES = ("matrix", "mixture", "embedding", "icl", "icl-general", "icl-mixture", "icl-none", "icl-frequency")
 
 
 def register(subparsers) -> None:
@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists")
     p.add_argument("--components", type=int, default=2, metavar="K", help="mixture components (mixture models)")
+    p.add_argument("--rank", type=int, default=4, metavar="R", help="rank of U V^T (embedding model)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="SVI minibatch rows (embedding model; default: every row)")
     p.add_argument("--keep-other", action="store_true", help="keep the <other> column as a category (ICL models)")
     p.add_argument("--num-samples", type=int, default=1000, help="draws per chain (NUTS) or from the guide (SVI)")
     p.add_argument("--num-warmup", type=int, default=1000)
@@ -37,9 +40,11 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from data.errors import InputError
 
-    for name in ("num_samples", "num_chains", "components", "max_steps"):
+    for name in ("num_samples", "num_chains", "components", "max_steps", "rank"):
         if getattr(args, name) < 1:
             raise InputError("must be at least 1", field="--" + name.replace("_", "-"))
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError("must be at least 1", field="--batch-size")
     if args.num_warmup < 0:
         raise InputError("must not be negative", field="--num-warmup")
     if not 0 < args.target_accept < 1:
@@ -67,6 +72,8 @@ def _run(args) -> int:
         learning_rate=args.learning_rate,
         max_steps=args.max_steps,
         progress_bar=not args.quiet,
+        rank=args.rank,
+        batch_size=args.batch_size,
     )
     result = fit(args.log, options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
     diagnosis = diagnose_datatree(result.datatree, args.method, result.info.get("converged"))
