@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import jax
@@ -194,3 +195,58 @@ def test_initial_values_give_a_finite_density_for_wide_embeddings():
             model_kwargs=dict(embedding=features, num_cols=50, rank=8, probs=probs),
         )[0]
         assert np.isfinite(float(info.potential_energy))
+
+
+def test_prepare_gives_features_rank_and_dims():
+    from data.errors import InputError
+    from inference.prepare import prepare
+
+    ds, probs, e = _small(rows=30, cols=4, embed_dim=3)
+    prepared = prepare(ds, "embedding", rank=3)
+    kwargs = prepared.kwargs
+    assert kwargs["rank"] == 3 and kwargs["num_cols"] == 4 and prepared.columns == ["c0", "c1", "c2", "c3"]
+    np.testing.assert_allclose(kwargs["probs"], probs)
+    features = kwargs["embedding"]
+    assert features.shape == (30, 3)
+    np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-10)
+    assert np.sqrt(np.mean(features**2)) == pytest.approx(1.0)
+    assert prepared.dims["U"] == ["col", "rank"] and prepared.dims["V"] == ["feature", "rank"]
+    assert list(prepared.coords["rank"]) == [0, 1, 2]
+    with pytest.raises(InputError, match="--embeddings"):
+        prepare(ds.drop_vars("embedding"), "embedding")
+    with pytest.raises(InputError, match="rank"):
+        prepare(ds, "embedding", rank=0)
+
+
+@pytest.mark.slow
+def test_fit_command_with_minibatches_and_nuts(tmp_path):
+    """`bayesmatrix fit LOG --model embedding` by minibatch SVI and by NUTS writes run directories diagnose reads."""
+    from bayesmatrix.cli import main as cli
+    from data.llmlog import write_log
+
+    log = write_log(simulate_embedding(rows=60, cols=4, embed_dim=3, rank=1, seed=2), tmp_path / "sim.nc")
+    svi_run, nuts_run = tmp_path / "svi", tmp_path / "nuts"
+    assert cli(["fit", str(log), "--model", "embedding", "--rank", "1", "--method", "svi", "--batch-size", "16",
+                "--max-steps", "3000", "--num-samples", "100", "--out", str(svi_run), "--no-plots", "--quiet"]) == 0
+    assert cli(["fit", str(log), "--model", "embedding", "--rank", "1", "--method", "nuts", "--num-warmup", "150",
+                "--num-samples", "100", "--num-chains", "1", "--out", str(nuts_run), "--no-plots", "--quiet"]) == 0
+    run = json.loads((svi_run / "run.json").read_text())
+    assert run["options"]["batch_size"] == 16 and run["options"]["rank"] == 1
+    import xarray as xr
+
+    tree = xr.open_datatree(svi_run / "posterior.nc")
+    assert tree["log_likelihood"]["probs"].shape == (1, 100, 60)  # evaluated on every row, not a minibatch
+    assert tree["posterior"]["U"].shape == (1, 100, 4, 1)
+    cli(["diagnose", str(svi_run), str(nuts_run)])  # runs; its verdict on so short a NUTS run is not the point
+
+
+def test_minibatches_are_refused_where_they_make_no_sense(tmp_path):
+    from data.errors import InputError
+    from data.llmlog import write_log
+    from inference.fit import FitOptions, fit
+
+    log = write_log(simulate_embedding(rows=20, cols=3, embed_dim=2, rank=1, seed=3), tmp_path / "sim.nc")
+    with pytest.raises(InputError, match="minibatches"):
+        fit(log, FitOptions(model="embedding", method="nuts", batch_size=8), tmp_path / "run")
+    with pytest.raises(InputError, match="minibatches"):
+        fit(log, FitOptions(model="matrix", method="svi", batch_size=8), tmp_path / "run2")
