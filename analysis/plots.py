@@ -281,14 +281,17 @@ def plot_consistency(results, path: Path) -> Path:
 
 def plot_approximation(components: np.ndarray, held_out: np.ndarray, held_out_se: np.ndarray, path: Path,
                        reference: float | None = None) -> Path:
-    """Held-out log density of K-component Dirichlet-mixture fits against K (the approximation theorem)."""
+    """Held-out log density of K-component Dirichlet-mixture fits against K (the approximation theorem).
+
+    Error bars are ``held_out_se``; ``reference`` (a dashed line) is the true prior's held-out density.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.errorbar(components, held_out, yerr=held_out_se, fmt="o-", capsize=3, label="Dirichlet mixture, K components")
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=1, label="true prior (logistic normal)")
     ax.set_xlabel("components K")
-    ax.set_ylabel("held-out mean log density")
+    ax.set_ylabel("held-out mean log density [nats]")
     ax.set_xticks(components)
     ax.legend(fontsize=8)
     ax.set_title("Dirichlet mixtures approximate a non-Dirichlet prior", fontsize=9)

@@ -454,12 +454,12 @@ def approximation_section(result, work_dir: Path) -> Section:
     path = plot_approximation(result.components, result.held_out, result.held_out_se,
                               work_dir / "approximation.png", reference=result.reference)
     rows = "".join(
-        f"<tr><th>{k}</th><td>{v:.3f}</td><td>{e:.3f}</td></tr>"
+        f"<tr><th>{k}</th><td>{v:.3f}</td><td>{result.reference - v:.3f}</td><td>{e:.3f}</td></tr>"
         for k, v, e in zip(result.components, result.held_out, result.held_out_se)
     )
     body = (
         f"<p>{html.escape(result.description)}</p><table><thead><tr><th>K</th><th>held-out mean log density</th>"
-        f"<th>standard error</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<th>gap to the true prior (KL, nats)</th><th>standard error</th></tr></thead><tbody>{rows}</tbody></table>"
     )
     return Section("The Dirichlet-mixture approximation", body, [figure_from_file(path, "Held-out density against K")])
 
