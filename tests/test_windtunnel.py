@@ -22,6 +22,7 @@ from data.windtunnel import (
     episodes,
     evaluate,
     get_world,
+    icl_task,
     kl_bits,
     load,
     model_predictive,
@@ -321,6 +322,21 @@ def test_shipped_models_are_package_data_and_small():
     assert total < 5 * 2**20
     with pytest.raises(InputError, match="no shipped wind-tunnel model"):
         shipped_model("nonexistent")
+
+
+def test_the_logger_reads_a_shipped_model_through_its_icl_task():
+    from data.llm import load_model, log_task
+
+    loaded = load_model(str(shipped_model("dirichlet")))
+    log = log_task(loaded, icl_task("dirichlet"), episodes=4, length=8, seed=0)
+    assert [str(c) for c in log["col"].values] == ["A", "B", "C", "<other>"]
+    probs = log["probs"].values[:, :3]
+    alpha = np.asarray(WORLDS["dirichlet"].alphas[0])
+    counts = log["context_counts"].values[:, :3]
+    exact = (alpha + counts) / (alpha.sum() + counts.sum(axis=1, keepdims=True))
+    assert kl_bits(exact, probs / probs.sum(axis=1, keepdims=True)).mean() < 1e-3
+    with pytest.raises(InputError, match="mixture"):
+        icl_task("mixture")
 
 
 def test_shipped_window_model_cannot_see_past_its_receptive_field():

@@ -15,7 +15,7 @@ position, in bits of KL from the closed-form posterior predictive.
 from data.windtunnel.evaluation import Evaluation, evaluate, format_evaluation, write_evaluation
 from data.windtunnel.modeling import WindTunnelModel, load, model_predictive, shipped_model
 from data.windtunnel.training import TrainOptions, TrainResult, train
-from data.windtunnel.worlds import WORLDS, Episodes, World, episodes, get_world, kl_bits
+from data.windtunnel.worlds import WORLDS, Episodes, World, episodes, get_world, icl_task, kl_bits
 
 __all__ = [
     "WORLDS",
@@ -29,6 +29,7 @@ __all__ = [
     "evaluate",
     "format_evaluation",
     "get_world",
+    "icl_task",
     "kl_bits",
     "load",
     "model_predictive",

@@ -91,6 +91,8 @@ class World:
     def sample(self, rng: np.random.Generator, num_sequences: int, length: int) -> "Sequences":
         """Draw sequences from the world's generative story (module docstring)."""
         component = rng.choice(len(self.weights), size=num_sequences, p=np.asarray(self.weights))
+        # Every row is overwritten below; this draw stays because the shipped
+        # models were trained on exactly this random stream.
         pi = rng.dirichlet(np.ones(self.num_categories), size=num_sequences)
         for j, alpha in enumerate(self.alphas):
             chosen = component == j
@@ -157,6 +159,29 @@ WORLDS: dict[str, World] = {
     # tokens) and a more diffuse "mostly C" (worth 4 tokens).
     "mixture": World("mixture", ("A", "B", "C"), (0.6, 0.4), ((4.0, 2.0, 1.0), (0.5, 0.5, 3.0))),
 }
+
+
+def icl_task(world: World | str):
+    """The world as a ``data.tasks.Task``, so ``data.llm.log_task`` can log a trained model's episodes.
+
+    Only a one-component world fits a Task (its episodes draw ``pi`` from one
+    Dirichlet); a mixture world is refused.
+    """
+    from data.tasks import Task
+
+    if isinstance(world, str):
+        world = get_world(world)
+    if len(world.weights) != 1:
+        raise InputError(
+            f"world {world.name!r} is a Dirichlet mixture; an ICL task draws from one Dirichlet", field="--world"
+        )
+    return Task(
+        name=f"windtunnel-{world.name}",
+        categories=world.categories,
+        header=PROMPT_HEADER,
+        observation=PROMPT_OBSERVATION,
+        alpha=world.alphas[0],
+    )
 
 
 def get_world(name: str) -> World:
