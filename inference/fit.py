@@ -95,7 +95,9 @@ def fit(
         ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank
     )
     model_fn = MODELS[options.model].function
-    fit_kwargs, predict_kwargs = model_input.kwargs, None
+    # A sufficient statistic where the model takes one (prepare); per-row data for LOO and predictions.
+    fit_kwargs = model_input.fit_kwargs
+    predict_kwargs = None if fit_kwargs is model_input.kwargs else model_input.kwargs
     if options.batch_size is not None:
         if "batch_size" not in MODELS[options.model].defaults or options.method != "svi":
             raise InputError("minibatches need --method svi and a model that subsamples rows (embedding)",
@@ -108,7 +110,7 @@ def fit(
     if options.method == "nuts":
         result = nuts(
             model_fn,
-            model_input.kwargs,
+            fit_kwargs,
             num_samples=options.num_samples,
             num_warmup=options.num_warmup,
             num_chains=options.num_chains,
@@ -117,6 +119,7 @@ def fit(
             coords=model_input.coords,
             dims=model_input.dims,
             progress_bar=options.progress_bar,
+            pointwise_kwargs=predict_kwargs,
         )
         method_info = {
             "num_divergences": result.num_divergences,

@@ -51,8 +51,15 @@ def nuts(
     coords: Mapping[str, Any] | None = None,
     dims: Mapping[str, list[str]] | None = None,
     progress_bar: bool = True,
+    pointwise_kwargs: Mapping[str, Any] | None = None,
 ) -> NutsResult:
-    """Sample ``model(**model_kwargs)`` with NUTS; warm-up and sampling are timed apart."""
+    """Sample ``model(**model_kwargs)`` with NUTS; warm-up and sampling are timed apart.
+
+    ``pointwise_kwargs`` replace ``model_kwargs`` for the ``log_likelihood`` and
+    ``observed_data`` groups: a model fitted through a sufficient statistic (one
+    factor for all rows) gives its per-row log-likelihood, which LOO needs, when
+    called with per-row observations on the same latent sites.
+    """
     import arviz_base as azb
     import jax
     from numpyro.infer import MCMC, NUTS
@@ -79,7 +86,11 @@ def nuts(
     seconds_sampling = time.perf_counter() - start
 
     extra = mcmc.get_extra_fields()
-    datatree = azb.from_numpyro(mcmc, log_likelihood=True, coords=dict(coords or {}), dims=dict(dims or {}))
+    datatree = azb.from_numpyro(
+        mcmc, log_likelihood=pointwise_kwargs is None, coords=dict(coords or {}), dims=dict(dims or {})
+    )
+    if pointwise_kwargs is not None:
+        _replace_observations(datatree, model, mcmc.get_samples(group_by_chain=True), pointwise_kwargs, coords, dims)
     return NutsResult(
         datatree=datatree,
         mcmc=mcmc,
@@ -89,3 +100,23 @@ def nuts(
         seconds_sampling=seconds_sampling,
         chain_method=method,
     )
+
+
+def _replace_observations(datatree, model, samples, model_kwargs, coords, dims) -> None:
+    """Set ``log_likelihood`` and ``observed_data`` of ``datatree`` from ``model(**model_kwargs)`` on ``samples``."""
+    import arviz_base as azb
+    import jax
+    from numpyro import handlers
+    from numpyro.infer import log_likelihood
+
+    trace = handlers.trace(handlers.seed(model, jax.random.PRNGKey(0))).get_trace(**model_kwargs)
+    observed = {name: np.asarray(site["value"]) for name, site in trace.items()
+                if site["type"] == "sample" and site["is_observed"]}
+    pointwise = log_likelihood(model, samples, batch_ndims=2, **model_kwargs)
+    groups = azb.from_dict(
+        {"log_likelihood": {name: np.asarray(value) for name, value in pointwise.items()}, "observed_data": observed},
+        coords=dict(coords or {}),
+        dims=dict(dims or {}),
+    )
+    datatree["log_likelihood"] = groups["log_likelihood"]
+    datatree["observed_data"] = groups["observed_data"]

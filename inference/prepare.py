@@ -18,6 +18,7 @@ import xarray as xr
 from data.errors import InputError
 from data.llmlog import OTHER
 from models import MODELS
+from models.sufficient import count_statistics
 
 
 class ModelInput(NamedTuple):
@@ -34,6 +35,12 @@ class ModelInput(NamedTuple):
     """The column labels the model sees, in order."""
     observed: tuple[str, ...]
     """The observed sites, each also a key of ``kwargs``."""
+    fit_kwargs: dict[str, Any] | None = None
+    """The keyword arguments to fit with: ``kwargs`` with per-row observations replaced by
+    their sufficient statistic where the model takes one (``matrix`` observing ``counts``
+    alone gets ``count_statistics``, so each evaluation costs the same at any number of
+    rows), else ``kwargs`` itself. The pointwise log-likelihood (LOO) and predictive
+    checks use ``kwargs``: the same latent sites, one observation per row."""
 
 
 def prepare(
@@ -132,7 +139,14 @@ def prepare(
     else:
         parameter_dims = {"m": ["col"], "alpha": ["col"]}
     dims = {**parameter_dims, "probs": ["row", "col"], "counts": ["row", "col"]}
-    return ModelInput(kwargs=kwargs, coords=coords, dims=dims, columns=columns, observed=observed)
+    fit_kwargs = kwargs
+    if model == "matrix" and observed == ("counts",):
+        # one pass over the counts now; every evaluation while fitting is then independent of the rows
+        fit_kwargs = {name: value for name, value in kwargs.items() if name not in ("counts", "total_count")}
+        fit_kwargs["count_statistics"] = count_statistics(kwargs["counts"])
+    return ModelInput(
+        kwargs=kwargs, coords=coords, dims=dims, columns=columns, observed=observed, fit_kwargs=fit_kwargs
+    )
 
 
 def _embedding_features(ds: xr.Dataset, file: str) -> np.ndarray:

@@ -4,7 +4,9 @@ DESIGN.md §1: row ``r`` of the matrix is the next-token distribution ``pi_r``,
 and ``pi_r ~ Dirichlet(alpha)`` with ``alpha = s * m``. What is observed of a
 row is the LLM's reported row itself (``probs``), tokens sampled from it
 (``counts``), or both; :func:`observe_rows` writes those sites once for this
-model and the Dirichlet mixture.
+model and the Dirichlet mixture. Counts observed alone can also enter through
+their sufficient statistic (:mod:`models.sufficient`), at a cost independent
+of the number of rows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpyro.distributions as dist
 
 from models.closed_forms import clip_simplex
 from models.priors import strength_prior
+from models.sufficient import CountStatistics, dirmult_log_likelihood
 
 OBSERVABLE = ("probs", "counts")
 
@@ -33,6 +36,7 @@ def matrix(
     observe: Sequence[str] = ("probs",),
     explicit: bool = False,
     epsilon: float = 1e-6,
+    count_statistics: CountStatistics | None = None,
 ):
     """One Dirichlet prior over all rows.
 
@@ -44,11 +48,25 @@ def matrix(
           or ~ Multinomial(N_r, probs_r)          when probs_r is a site (explicit)
 
     See :func:`observe_rows` for which sites ``observe`` and ``explicit`` create.
+
+    ``count_statistics`` (:func:`models.sufficient.count_statistics` of the
+    counts), given instead of ``counts`` and ``total_count`` with
+    ``observe=("counts",)``: the collapsed likelihood of all rows enters as the
+    one factor ``counts_sufficient``, equal to the sum of the per-row
+    ``counts`` log-likelihoods, at a cost independent of ``num_rows``. The
+    posterior is the same; the pointwise log-likelihood (LOO) and predictive
+    checks come from this function called with per-row ``counts`` on the draws.
     """
-    check_observe(observe, probs=probs, counts=counts, total_count=total_count)
+    if count_statistics is not None:
+        _check_sufficient(observe, explicit, counts=counts, probs=probs)
+    else:
+        check_observe(observe, probs=probs, counts=counts, total_count=total_count)
     m = numpyro.sample("m", dist.Dirichlet(jnp.ones(num_cols)))
     s = numpyro.sample("s", strength_prior())
     alpha = numpyro.deterministic("alpha", s * m)
+    if count_statistics is not None:
+        numpyro.factor("counts_sufficient", dirmult_log_likelihood(alpha, count_statistics))
+        return
     with numpyro.plate("row", num_rows):
         observe_rows(
             dist.Dirichlet(alpha),
@@ -108,6 +126,13 @@ def _static_max(total_count) -> int | None:
         return int(np.max(np.asarray(total_count)))
     except jax.errors.TracerArrayConversionError:  # traced model arguments (jit_model_args=True)
         return None
+
+
+def _check_sufficient(observe: Sequence[str], explicit: bool, *, counts, probs) -> None:
+    if tuple(observe) != ("counts",) or explicit:
+        raise ValueError("count_statistics stand for collapsed counts alone: observe=('counts',), explicit=False")
+    if counts is not None or probs is not None:
+        raise ValueError("give count_statistics instead of counts (and no probs), not both")
 
 
 def check_observe(observe: Sequence[str], *, probs, counts, total_count) -> None:

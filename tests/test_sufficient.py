@@ -83,3 +83,79 @@ def test_size_does_not_grow_with_rows():
 def test_bad_counts_are_refused(counts, message):
     with pytest.raises(ValueError, match=message):
         count_statistics(counts)
+
+
+# ----------------------------------------------------------------------------- the matrix model fitted through it
+
+
+@pytest.fixture(scope="module")
+def counts_log():
+    from data.simulate import simulate_matrix
+
+    return simulate_matrix(300, np.array([2.0, 1.0, 0.5, 0.5]), counts_per_row=20, seed=0)
+
+
+def test_prepare_fits_counts_alone_through_the_statistic(counts_log):
+    from inference.prepare import prepare
+
+    counts_only = prepare(counts_log, "matrix", observe=("counts",))
+    assert "counts" in counts_only.kwargs and "counts" not in counts_only.fit_kwargs
+    np.testing.assert_array_equal(
+        counts_only.fit_kwargs["count_statistics"].exceed, count_statistics(counts_only.kwargs["counts"]).exceed
+    )
+    for observe in (("probs",), ("probs", "counts")):
+        other = prepare(counts_log, "matrix", observe=observe)
+        assert other.fit_kwargs is other.kwargs
+
+
+def test_matrix_log_density_is_the_same_with_the_statistic(counts_log):
+    from numpyro.infer.util import log_density
+
+    from inference.prepare import prepare
+    from models import matrix
+
+    prepared = prepare(counts_log, "matrix", observe=("counts",))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        params = {"m": rng.dirichlet(np.ones(4)), "s": rng.lognormal(1.0, 1.0)}
+        per_row, _ = log_density(matrix, (), prepared.kwargs, params)
+        sufficient, _ = log_density(matrix, (), prepared.fit_kwargs, params)
+        assert float(sufficient) == pytest.approx(float(per_row), rel=1e-5)
+
+
+def test_the_statistic_stands_for_counts_alone(counts_log):
+    from numpyro import handlers
+
+    from inference.prepare import prepare
+    from models import matrix
+
+    statistics = prepare(counts_log, "matrix", observe=("counts",)).fit_kwargs["count_statistics"]
+    with pytest.raises(ValueError, match="observe=\\('counts',\\)"):
+        handlers.seed(matrix, 0)(num_rows=300, num_cols=4, observe=("probs",), count_statistics=statistics)
+    with pytest.raises(ValueError, match="not both"):
+        handlers.seed(matrix, 0)(
+            num_rows=300, num_cols=4, observe=("counts",), counts=np.zeros((300, 4), int), count_statistics=statistics
+        )
+
+
+@pytest.mark.slow
+def test_nuts_through_the_statistic_gives_the_pointwise_log_likelihood_for_loo(counts_log):
+    """The posterior is the same by the log-density test above; here the run directory's groups."""
+    import arviz_stats as azs
+    from numpyro.infer import log_likelihood
+
+    from inference.nuts import nuts
+    from inference.prepare import prepare
+    from models import matrix
+
+    prepared = prepare(counts_log, "matrix", observe=("counts",))
+    result = nuts(matrix, prepared.fit_kwargs, num_samples=200, num_warmup=200, num_chains=2, coords=prepared.coords,
+                  dims=prepared.dims, progress_bar=False, pointwise_kwargs=prepared.kwargs)  # fmt: skip
+    tree = result.datatree
+    assert tree["log_likelihood"]["counts"].dims == ("chain", "draw", "row")
+    assert list(tree["observed_data"].data_vars) == ["counts"]
+    np.testing.assert_array_equal(tree["observed_data"]["counts"].values, prepared.kwargs["counts"])
+    samples = result.mcmc.get_samples(group_by_chain=True)
+    expected = log_likelihood(matrix, samples, batch_ndims=2, **prepared.kwargs)["counts"]
+    np.testing.assert_allclose(tree["log_likelihood"]["counts"].values, expected, rtol=1e-6)
+    assert np.isfinite(azs.loo(tree).elpd)
