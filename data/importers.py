@@ -82,6 +82,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
+from data.columns import read_columns as read_column_file
 from data.errors import InputError
 from data.llmlog import OTHER, make_log
 
@@ -91,39 +92,8 @@ RENORMALISE_TOLERANCE = 1e-3
 
 
 def read_columns(path: str | os.PathLike) -> list[str]:
-    """Column labels from a text file, one per line, taken verbatim (spaces included).
-
-    A line that starts with ``"`` is read as a JSON string, which spells out
-    leading or trailing spaces and special characters: ``" Paris"``,
-    ``"\\n"``. Blank lines are skipped; ``<other>`` and duplicates are errors.
-    """
-    file = str(path)
-    lines = _read_text(Path(path), file).split("\n")
-    labels: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        line = line.removesuffix("\r")
-        if line == "":
-            continue
-        if line.startswith('"'):
-            try:
-                label = json.loads(line)
-            except json.JSONDecodeError:
-                label = None
-            if not isinstance(label, str):
-                raise InputError(f"line {number} (1-based) starts with '\"' but is not one JSON string",
-                                 file=file, field="columns", row=number)
-        else:
-            label = line
-        if label == OTHER:
-            raise InputError(f"line {number} (1-based): {OTHER!r} is reserved for the remaining mass",
-                             file=file, field="columns", row=number)
-        if label in labels:
-            raise InputError(f"line {number} (1-based): column {label!r} appears twice",
-                             file=file, field="columns", row=number)
-        labels.append(label)
-    if not labels:
-        raise InputError("no column labels in this file", file=file, field="columns")
-    return labels
+    """Column labels from a column file (see :func:`data.columns.read_columns` for the format)."""
+    return [label for _, label in read_column_file(path)]
 
 
 def import_jsonl(

@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -41,6 +40,8 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
+from data.atomic import atomic_path
+from data.columns import read_columns, read_text
 from data.errors import InputError
 from data.llmlog import OTHER, make_log, write_log
 from data.tasks import Task, draw_episode, get_task, parse_alpha, parse_labels
@@ -369,16 +370,8 @@ def _json_roundtrip(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
 
 
 def _run_chunks(
@@ -671,7 +664,7 @@ def read_prompts(path: os.PathLike | str) -> list[str]:
     JSONL is recognised by a ``.jsonl`` extension or a first non-blank character ``{``.
     """
     file = str(path)
-    text = _read_text(path, "prompts")
+    text = read_text(path, "prompts")
     lines = text.split("\n")
     jsonl = Path(path).suffix == ".jsonl" or text.lstrip().startswith("{")
     prompts = []
@@ -691,35 +684,6 @@ def read_prompts(path: os.PathLike | str) -> list[str]:
     if not prompts:
         raise InputError("no prompts (the file is empty)", file=file, field="prompt")
     return prompts
-
-
-def read_columns(path: os.PathLike | str) -> list[tuple[int, str]]:
-    """Column categories from a file, as (line number, category).
-
-    Each line is taken verbatim except its line ending, so ``" Paris"`` with its
-    leading space is the line `` Paris``. A line starting with ``"`` is a JSON
-    string instead (``" Paris"`` written with its quotes), which makes leading
-    and trailing spaces visible. Empty lines are skipped.
-    """
-    file = str(path)
-    lines = _read_text(path, "columns").split("\n")
-    categories = []
-    for number, line in enumerate(lines, start=1):
-        line = line.removesuffix("\r")
-        if line == "":
-            continue
-        if line.startswith('"'):
-            try:
-                line = json.loads(line)
-            except ValueError as error:
-                raise InputError(f"line {number} is not a JSON string ({error.msg})", file=file,
-                                 field="columns") from None
-            if not isinstance(line, str):
-                raise InputError(f"line {number} is not a JSON string", file=file, field="columns")
-        categories.append((number, line))
-    if not categories:
-        raise InputError("no columns (the file is empty)", file=file, field="columns")
-    return categories
 
 
 def column_token_ids(tokenizer, categories: Sequence[tuple[int | None, str]], file: str | None = None) -> list[int]:
@@ -755,18 +719,6 @@ def _is_unknown(tokenizer, token: int, text: str) -> bool:
     """Whether ``text`` became the unknown token (word-level vocabularies map any new word to it)."""
     unknown = tokenizer.unk_token_id
     return unknown is not None and token == unknown and text.strip() != tokenizer.unk_token
-
-
-def _read_text(path: os.PathLike | str, field: str) -> str:
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such file", file=str(path), field=field)
-    if not p.is_file():
-        raise InputError("is not a file", file=str(path), field=field)
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", file=str(path), field=field) from None
 
 
 def _reproducibility_attrs(loaded: LoadedModel, seed: int, batch_size: int, options: RowOptions, mode: str):

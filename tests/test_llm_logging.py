@@ -206,9 +206,9 @@ def test_column_file_lines_are_verbatim_or_json(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("", "no columns"),
+        ("", "no column labels"),
         ("Paris\nParis London\n", "line 2, category 'Paris London' encodes to 2 tokens"),
-        ("Paris\nis\nParis\n", "line 3, category 'Paris' is the same token as line 1"),
+        ("Paris\nis\nParis\n", "line 3, category 'Paris' appears twice"),
         ("Paris\nzebra\n", "line 2, category 'zebra' is not in the vocabulary"),
         ("<other>\n", "line 1, category '<other>' is reserved"),
         ('"Paris\n', "line 1 is not a JSON string"),
