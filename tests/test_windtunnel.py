@@ -324,6 +324,7 @@ def test_shipped_models_are_package_data_and_small():
         shipped_model("nonexistent")
 
 
+@pytest.mark.slow
 def test_the_logger_reads_a_shipped_model_through_its_icl_task():
     from data.llm import load_model, log_task
 
@@ -352,16 +353,22 @@ def test_shipped_window_model_cannot_see_past_its_receptive_field():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["dirichlet-window4", "dirichlet-window1"])
-def test_windowed_models_stay_above_their_floor(name):
-    # E KL(exact || model) = floor + E KL(window predictive || model) >= floor.
-    evaluation = evaluate(shipped_model(name), sequences=300)
-    gap = evaluation.kl_bits - evaluation.floor_kl_bits
-    assert gap.mean() > -4 * evaluation.kl_bits_se.mean()
-    assert evaluation.mean_kl_bits > 10 * evaluate(shipped_model("dirichlet"), sequences=300).mean_kl_bits
+def test_windowed_models_sit_at_their_floor(name):
+    # E KL(exact || model) = floor + E KL(window predictive || model): the model
+    # cannot beat the floor, and a well-trained one is close to it.
+    loaded = load(shipped_model(name))
+    tokens = loaded.world.sample(held_out_rng(5), 300, 32).tokens
+    exact = loaded.world.predictive(tokens)
+    floor = kl_bits(exact, loaded.world.windowed_predictive(tokens, receptive_field(loaded.model.config)))
+    model = kl_bits(exact, model_predictive(loaded.model, loaded.world, tokens)[0])
+    gap = (model - floor).mean(axis=1)  # per sequence
+    assert gap.mean() > -4 * gap.std(ddof=1) / np.sqrt(gap.size)
+    assert gap.mean() < 2e-3 < floor.mean()
 
 
 @pytest.mark.slow
 def test_shipped_dirichlet_model_is_close_to_exact():
+    # Measured: 9.8e-5 bits on 1000 sequences, 1.2e-4 on these 300.
     evaluation = evaluate(shipped_model("dirichlet"), sequences=300)
-    assert evaluation.mean_kl_bits < SHIPPED_DIRICHLET_KL_BOUND
+    assert evaluation.mean_kl_bits < 2e-4
     assert evaluation.outside_mass.mean() < 1e-3
