@@ -2,7 +2,6 @@
 
 import importlib.resources
 import json
-import os
 import signal
 import subprocess
 import sys

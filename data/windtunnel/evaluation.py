@@ -109,7 +109,9 @@ def evaluate(
     max_positions = getattr(loaded.model.config, "n_positions", None)
     if max_positions is not None and length > max_positions:
         raise InputError(
-            f"{length} tokens exceed the {max_positions} learned positions of this GPT-2", file=str(model_dir), field="--length"
+            f"{length} tokens exceed the {max_positions} learned positions of this GPT-2",
+            file=str(model_dir),
+            field="--length",
         )
     world = loaded.world
     tokens = world.sample(held_out_rng(seed), sequences, length).tokens
@@ -149,11 +151,14 @@ def format_evaluation(evaluation: Evaluation) -> str:
         lines.append(line)
     summary = evaluation.summary()
     lines.append(
-        f"{summary['model']}: world {summary['world']}, {summary['sequences']} held-out sequences (seed {summary['seed']})"
+        f"{summary['model']}: world {summary['world']}, "
+        f"{summary['sequences']} held-out sequences (seed {summary['seed']})"
     )
     lines.append(f"mean KL over positions 1..{summary['length']}: {summary['mean_kl_bits']:.3e} bits")
     if summary["mean_kl_bits_beyond"] is not None:
-        lines.append(f"mean KL over positions 1..{summary['train_length']} (trained): {summary['mean_kl_bits_trained']:.3e} bits")
+        lines.append(
+            f"mean KL over positions 1..{summary['train_length']} (trained): {summary['mean_kl_bits_trained']:.3e} bits"
+        )
         lines.append(
             f"mean KL over positions {summary['train_length'] + 1}..{summary['length']} (beyond training): "
             f"{summary['mean_kl_bits_beyond']:.3e} bits"

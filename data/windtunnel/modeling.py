@@ -78,7 +78,9 @@ def build_model(world: World, arch: str, window: int | None, max_positions: int,
     if window is not None and window < 1:
         raise InputError(f"must be a positive number of positions, not {window}", field="--window")
     if window is not None and arch != "llama":
-        raise InputError("a sliding window needs --arch llama (GPT-2 has no sliding-window attention)", field="--window")
+        raise InputError(
+            "a sliding window needs --arch llama (GPT-2 has no sliding-window attention)", field="--window"
+        )
     ids = vocabulary(world)
     common = dict(vocab_size=len(ids), bos_token_id=ids[BOS], pad_token_id=ids[PAD], eos_token_id=None)
     torch.manual_seed(seed)
@@ -192,6 +194,7 @@ def shipped_model(name: str) -> Path:
     """The folder of a shipped model, e.g. ``shipped_model("dirichlet")``."""
     path = SHIPPED_DIR / name
     if not (path / TRAINING_RECORD).is_file():
-        known = sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / TRAINING_RECORD).is_file()) if SHIPPED_DIR.is_dir() else []
+        folders = SHIPPED_DIR.iterdir() if SHIPPED_DIR.is_dir() else []
+        known = sorted(p.name for p in folders if (p / TRAINING_RECORD).is_file())
         raise InputError(f"no shipped wind-tunnel model {name!r}; shipped: {', '.join(known) or 'none'}", field="model")
     return path

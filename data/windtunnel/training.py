@@ -53,7 +53,9 @@ LEARNING_CURVE = "learning_curve.csv"
 # The learning curve's held-out sequences: their own seed, apart from `evaluate`'s.
 CURVE_SEED = 7
 CURVE_SEQUENCES = 512
-CURVE_FIELDS = ("step", "train_seconds", "learning_rate", "train_loss", "kl_bits", "kl_bits_last_position", "outside_mass")
+CURVE_FIELDS = (
+    "step", "train_seconds", "learning_rate", "train_loss", "kl_bits", "kl_bits_last_position", "outside_mass",
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +247,9 @@ def _deferred_interrupts():
     if threading.current_thread() is not threading.main_thread():
         yield received  # signal handlers can only be set from the main thread
         return
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield received
     finally:
