@@ -154,14 +154,19 @@ def martingale(
     length: int = 12,
     seed: int = 0,
     start=None,
+    progress: bool = False,
 ) -> Martingale:
     """Sample ``num_paths`` paths of ``length`` observations from ``predictive`` itself and measure the gap.
 
     ``start`` (num_paths, k0) optionally fixes a prefix of observations every
     path begins with (the positions then count from the end of the prefix).
     Each step costs one call of ``predictive`` on ``num_paths * num_categories``
-    sequences.
+    sequences. ``progress`` shows a bar over positions (stderr).
     """
+    import sys
+
+    from tqdm import tqdm
+
     if num_paths < 2 or length < 1:
         raise ValueError("need at least two paths of at least one observation")
     rng = np.random.default_rng(seed)
@@ -173,7 +178,7 @@ def martingale(
     current = np.asarray(predictive(paths), dtype=np.float64)  # (N, C)
     along = [current]
     expected, gaps = [], []
-    for _ in range(length):
+    for _ in tqdm(range(length), desc="martingale", unit="position", file=sys.stderr, disable=not progress, leave=False):
         # every path extended by every category: (N * C, k + 1)
         extended = np.concatenate([np.repeat(paths, C, axis=0), np.tile(np.arange(C), num_paths)[:, None]], axis=1)
         next_by_category = np.asarray(predictive(extended), dtype=np.float64).reshape(num_paths, C, C)
@@ -293,13 +298,14 @@ def check(
     num_paths: int = 16,
     length: int = 12,
     seed: int = 0,
+    progress: bool = False,
 ) -> ConsistencyResult:
     """Run :func:`exchangeability` on ``multisets`` and :func:`martingale` on paths of ``length``."""
     return ConsistencyResult(
         name=name,
         categories=tuple(categories),
         exchangeability=exchangeability(predictive, multisets, num_orders, seed),
-        martingale=martingale(predictive, len(categories), num_paths, length, seed),
+        martingale=martingale(predictive, len(categories), num_paths, length, seed, progress=progress),
     )
 
 

@@ -95,7 +95,7 @@ def _save(fig, path: Path, dpi: int = 90) -> Path:
 
 def plot_instrumented(
     token_labels: list[list[str]],
-    token_probs: np.ndarray,
+    token_probs: list[np.ndarray],
     context: list[str],
     path: Path,
     title: str = "",
@@ -103,35 +103,35 @@ def plot_instrumented(
 ) -> Path:
     """The instrumented-LLM picture: the top next tokens as bars at each in-context position.
 
-    ``token_labels[k]`` and ``token_probs[k]`` (positions, top) are the most
-    probable next tokens after ``k`` observations and their probabilities;
-    ``context[k]`` is the observation that arrives after position ``k`` (it is
-    marked on the panel where it is predicted). At most ``max_panels``
-    positions are drawn, evenly spread and always including the first and last.
+    ``token_labels[k]`` and ``token_probs[k]`` are the tokens shown after ``k``
+    observations (the most probable ones, and the one that came next) and their
+    probabilities; ``context[k]`` is the observation that arrives after position
+    ``k``, drawn orange where it is predicted. At most ``max_panels`` positions
+    are drawn, evenly spread and always including the first and last.
     """
     plt = _pyplot()
-    token_probs = np.asarray(token_probs, dtype=float)
-    positions = token_probs.shape[0]
+    positions = len(token_probs)
     shown = np.unique(np.linspace(0, positions - 1, min(max_panels, positions)).round().astype(int))
     columns = min(4, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 1.9 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.0 * rows), squeeze=False, sharex=True)
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     for ax, k in zip(axes.ravel(), shown):
+        nxt = context[k].strip() if k < len(context) else None
         labels = [repr(label)[1:-1] for label in token_labels[k]]
-        nxt = context[k] if k < len(context) else None
-        colours = ["tab:orange" if nxt is not None and label.strip() == nxt.strip() else "tab:blue" for label in token_labels[k]]
+        colours = ["tab:orange" if label.strip() == nxt else "tab:blue" for label in token_labels[k]]
         order = np.arange(len(labels))[::-1]
-        ax.barh(order, token_probs[k], color=colours)
+        ax.barh(order, np.asarray(token_probs[k], dtype=float), color=colours)
         ax.set_yticks(order, [f"'{label}'" for label in labels], fontsize=7)
         ax.set_xlim(0, 1)
         seen = "".join(c.strip() for c in context[:k])
-        ax.set_title(f"after {k}: {seen[-12:] or '(none)'}", fontsize=8)
+        ax.set_title(f"after {k}: {('…' + seen[-11:]) if len(seen) > 12 else seen or '(none)'}", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("next-token probability", fontsize=8)
-    fig.suptitle(title or "Top next tokens at each in-context position (orange: the token that came next)", fontsize=9)
+    fig.suptitle(title or "Top next tokens at each in-context position", fontsize=9)
+    fig.text(0.99, 0.005, "orange: the token that came next", ha="right", va="bottom", fontsize=7, color="tab:orange")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -156,7 +156,7 @@ def plot_fitted_predictive(
     shown = [0] if len(categories) == 2 else list(range(min(len(categories), 6)))
     columns = min(3, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.0 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns + 2.2, 3.0 * rows), squeeze=False, sharex=True)
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     tail = (1 - INTERVAL_PROB) / 2
@@ -173,9 +173,10 @@ def plot_fitted_predictive(
         ax.set_ylim(0, 1)
         ax.set_title(f"p({categories[c]!r})", fontsize=9)
         ax.set_xlabel("in-context observations")
-    axes[0, 0].legend(fontsize=7, loc="upper right")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
     fig.suptitle(title or f"LLM predictive and fitted updaters (mean, {INTERVAL_PROB:.0%} interval)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
     return _save(fig, path)
 
 

@@ -250,14 +250,25 @@ def log_sections(
 
     rows = episode_rows(ds, int(ds["episode"].values[0]))
     observations = episode_observations(ds, rows)
+    columns = [str(c) for c in ds["col"].values]
     if token_decoder is not None and "topk_ids" in ds:
-        labels = [[token_decoder(int(i)) for i in ds["topk_ids"].values[r]] for r in rows]
-        top = np.exp(np.asarray(ds["topk_logprobs"].values)[rows])
+        labels, top = [], []
+        token_ids = np.asarray(ds["col_token_id"].values)
+        for k, r in enumerate(rows):
+            ids = [int(i) for i in ds["topk_ids"].values[r]]
+            row_labels = [token_decoder(i) for i in ids]
+            row_probs = list(np.exp(np.asarray(ds["topk_logprobs"].values[r], dtype=float)))
+            if k < len(observations):  # the token that came next, also when it is not among the top
+                column = columns.index(observations[k])
+                if int(token_ids[column]) not in ids:
+                    row_labels.append(token_decoder(int(token_ids[column])))
+                    row_probs.append(float(probs[r, column]))
+            labels.append(row_labels)
+            top.append(np.asarray(row_probs))
         what = "the model's top next tokens"
     else:
-        columns = [str(c) for c in ds["col"].values]
         labels = [columns for _ in rows]
-        top = probs[rows]
+        top = [probs[r] for r in rows]
         what = "the log's columns (its top-k tokens need the tokenizer to be named)"
     path = plot_instrumented(labels, top, observations, work_dir / f"{stem}-instrumented.png",
                              title=f"{ds.attrs.get('model', '')}: {what}, episode {int(ds['episode'].values[0])}")
@@ -414,6 +425,8 @@ def format_findings(findings: Findings) -> str:
         line = f"  LOO prefers {findings.preferred}: {_explanation(findings.preferred)}"
         if findings.runner_up is not None:
             line += f";\n    next best {findings.runner_up}, {findings.elpd_diff:.1f} ± {findings.dse:.1f} elpd behind"
+            if findings.elpd_diff < 2 * findings.dse:
+                line += " (within two standard errors: LOO does not separate these two)"
         lines.append(line)
     return "\n".join(lines)
 
