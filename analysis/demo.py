@@ -34,7 +34,7 @@ WINDTUNNEL_WORLD = "dirichlet"
 class DemoSettings(NamedTuple):
     """How big the demo is; :data:`FULL` runs in under 10 minutes on 2 cores, :data:`QUICK` in about 2.
 
-    The quick version fits ``icl``, ``icl-general`` and ``icl-none`` (and
+    The quick version fits ``icl`` and ``icl-general`` (and
     ``icl-general`` by SVI) to the coin log only.
     """
 
@@ -62,7 +62,7 @@ FULL = DemoSettings(
     approximation_rows=2000, approximation_steps=3000, report_draws=200,
 )
 QUICK = DemoSettings(
-    coin_episodes=8, die_episodes=4, coin_models=("icl", "icl-general", "icl-none"), length=8, num_chains=2,
+    coin_episodes=8, die_episodes=4, coin_models=("icl", "icl-general"), length=8, num_chains=2,
     num_warmup=100, num_samples=100, svi_max_steps=2000, die_models=(), multisets=3, orders=3, paths=3,
     path_length=3, approximation_rows=400, approximation_steps=800, report_draws=50,
 )
