@@ -212,7 +212,7 @@ def _by_position(values: np.ndarray, position: np.ndarray):
     return positions, np.asarray(means), np.asarray(errors)
 
 
-def log_sections(
+def log_section(
     log_path: Path,
     ds,
     runs,
@@ -580,7 +580,7 @@ def build_report(
         for path, ds in datasets:
             sha = _sha(path)
             preferred = _preferred_label(tables.get(sha))
-            sections.append(log_sections(path, ds, runs, work_dir, token_decoder, preferred, num_draws))
+            sections.append(log_section(path, ds, runs, work_dir, token_decoder, preferred, num_draws))
         sections.extend(comparisons)
         sections.extend(diagnostics_section(run, work_dir) for run in runs)
         sections.extend(make(work_dir) for make in extra_sections)
