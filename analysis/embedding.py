@@ -15,7 +15,9 @@ continuous the LLM's own map is.
   (maximum likelihood), and nearest neighbours in embedding space (a row's
   mean is the mean of its ``k`` nearest training rows, ``k`` chosen on the
   validation rows, scored by a Dirichlet whose precision is fitted on the
-  training rows by leave-one-out).
+  training rows by leave-one-out), once with the arithmetic mean of the
+  neighbours' rows and once with their geometric mean (renormalised), which
+  suits the Dirichlet's ``log p`` terms better.
 - **Compression ratio** = rows x columns / parameters of the composed map from
   the raw hidden state: the feature projection folds into ``V`` and the
   centring into ``b``, so the count is ``C R + D_raw R + C + 1``.
@@ -56,8 +58,8 @@ from scipy.special import digamma, gammaln, logsumexp
 from analysis.metrics import kl_bits
 
 EPSILON = 1e-6
-RANKS = (1, 2, 4, 8, 16)
-NEIGHBOURS = (1, 2, 4, 8, 16, 32)
+RANKS = (1, 2, 4, 8, 16, 32, 64)
+NEIGHBOURS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 LIPSCHITZ_QUANTILES = (0.5, 0.9, 0.99)
 
@@ -127,16 +129,55 @@ def squared_distances(a, b) -> np.ndarray:
     return np.maximum(squared, 0.0)
 
 
-def neighbour_means(train_features, train_probs, query_features, k: int, *, leave_one_out: bool = False) -> np.ndarray:
+def neighbour_means(
+    train_features, train_probs, query_features, k: int, *, leave_one_out: bool = False, average: str = "arithmetic"
+) -> np.ndarray:
     """Mean row of each query's ``k`` nearest training rows in feature space: (queries, C).
 
-    ``leave_one_out=True`` (queries are the training rows themselves) skips each row's own entry.
+    ``average="arithmetic"`` averages the probabilities; ``"geometric"`` averages
+    their logarithms and renormalises (rows must be clipped above 0), which
+    keeps a column small when most neighbours make it small, as the Dirichlet
+    density's ``log p`` terms reward. ``leave_one_out=True`` (queries are the
+    training rows themselves) skips each row's own entry.
     """
     distances = squared_distances(query_features, train_features)
     if leave_one_out:
         np.fill_diagonal(distances, np.inf)
     nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
-    return np.asarray(train_probs, dtype=np.float64)[nearest].mean(axis=1)
+    rows = np.asarray(train_probs, dtype=np.float64)[nearest]  # (queries, k, C)
+    if average == "arithmetic":
+        return rows.mean(axis=1)
+    if average == "geometric":
+        log_mean = np.log(rows).mean(axis=1)
+        return np.exp(log_mean - logsumexp(log_mean, axis=1, keepdims=True))
+    raise ValueError(f"average must be 'arithmetic' or 'geometric', not {average!r}")
+
+
+class NeighbourBaseline(NamedTuple):
+    """Nearest neighbours fitted as :func:`neighbour_baseline` does."""
+
+    k: int
+    """Neighbours, chosen by validation density."""
+    s: float
+    """Dirichlet precision around the neighbours' mean, fitted on the training rows by leave-one-out."""
+    scores: dict
+    """Validation log density per row for every ``k`` tried."""
+
+
+def neighbour_baseline(train_features, train_probs, validation_features, validation_probs, neighbours,
+                       average: str = "arithmetic") -> NeighbourBaseline:
+    """Fit the nearest-neighbour baseline: for each ``k``, the precision ``s`` by leave-one-out on the
+    training rows, then the ``k`` whose ``Dirichlet(s * neighbour mean)`` scores the validation rows best."""
+    fitted = {}
+    for k in neighbours:
+        if k >= len(train_probs):
+            continue
+        loo = neighbour_means(train_features, train_probs, train_features, k, leave_one_out=True, average=average)
+        s = fit_concentration(train_probs, loo)
+        means = neighbour_means(train_features, train_probs, validation_features, k, average=average)
+        fitted[k] = (s, float(dirichlet_log_density(validation_probs, s * means).mean()))
+    best = max(fitted, key=lambda k: fitted[k][1])
+    return NeighbourBaseline(k=best, s=fitted[best][0], scores={k: score for k, (_, score) in fitted.items()})
 
 
 def lipschitz_ratios(distribution_distance, embedding_distance) -> np.ndarray:
@@ -477,23 +518,14 @@ def embedding_study(
     model_means = posterior_mean_rows(best, feats)
     alpha = fit_dirichlet(observed[train])
     global_density = dirichlet_log_density(observed[test], alpha)
-    neighbour_scores = {
-        k: dirichlet_log_density(
-            observed[validation],
-            fit_concentration(
-                observed[train], neighbour_means(feats[train], observed[train], feats[train], k, leave_one_out=True)
-            )
-            * neighbour_means(feats[train], observed[train], feats[validation], k),
-        ).mean()
-        for k in neighbours
-        if k < len(train)
-    }
-    best_k = max(neighbour_scores, key=neighbour_scores.get)
-    knn_s = fit_concentration(
-        observed[train], neighbour_means(feats[train], observed[train], feats[train], best_k, leave_one_out=True)
-    )
-    knn_means_test = neighbour_means(feats[train], observed[train], feats[test], best_k)
-    knn_density = dirichlet_log_density(observed[test], knn_s * knn_means_test)
+    knn_rows = []
+    for average in ("arithmetic", "geometric"):
+        knn = neighbour_baseline(feats[train], observed[train], feats[validation], observed[validation], neighbours,
+                                 average)
+        knn_means_test = neighbour_means(feats[train], observed[train], feats[test], knn.k, average=average)
+        knn_rows.append((f"nearest neighbours, {average} mean, k={knn.k}",
+                         dirichlet_log_density(observed[test], knn.s * knn_means_test), knn_means_test,
+                         f"k chosen on validation from {tuple(knn.scores)}, s {knn.s:.4g} by leave-one-out"))
 
     def row(name, density, means, detail):
         return {
@@ -510,8 +542,7 @@ def embedding_study(
             f"SVI on {len(train)} rows, posterior mean s {best.s.mean():.4g}"),
         row("global Dirichlet", global_density, np.broadcast_to(alpha / alpha.sum(), observed[test].shape),
             f"maximum likelihood, strength {alpha.sum():.4g}"),
-        row(f"nearest neighbours k={best_k}", knn_density, knn_means_test,
-            f"k chosen on validation from {tuple(neighbour_scores)}, s {knn_s:.4g} by leave-one-out"),
+        *(row(*knn_row) for knn_row in knn_rows),
     ])
     heldout["difference_vs_embedding"] = heldout["log_density_per_row"] - heldout["log_density_per_row"].iloc[0]
 

@@ -209,3 +209,25 @@ def test_study_on_simulated_rows_beats_the_baselines(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["chosen_rank"] == 2
     assert summary["split"] == {"train": 210, "validation": 45, "test": 45, "seed": 0}
+
+
+def test_geometric_neighbour_mean_and_the_baseline_fit():
+    from analysis.embedding import neighbour_baseline
+
+    train = np.array([[0.0], [1.0], [10.0]])
+    train_probs = np.array([[0.8, 0.2], [0.2, 0.8], [0.5, 0.5]])
+    geometric = neighbour_means(train, train_probs, np.array([[0.4]]), k=2, average="geometric")
+    # sqrt(0.8 * 0.2) in both columns, renormalised: (1/2, 1/2)
+    np.testing.assert_allclose(geometric, [[0.5, 0.5]])
+    three = np.array([[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]])
+    by_hand = np.array([0.9 * 0.5 * 0.1, 0.1 * 0.5 * 0.9]) ** (1 / 3)
+    np.testing.assert_allclose(neighbour_means(train, three, np.array([[0.0]]), k=3, average="geometric"),
+                               [by_hand / by_hand.sum()])
+    # Two well-separated clusters: one neighbour is right, many neighbours mix the clusters.
+    rng = np.random.default_rng(7)
+    features = np.concatenate([rng.normal(0, 0.1, (40, 2)), rng.normal(5, 0.1, (40, 2))])
+    means = np.repeat([[0.9, 0.1], [0.1, 0.9]], 40, axis=0)
+    probs = clip_rows(np.stack([rng.dirichlet(50 * m) for m in means]))
+    fitted = neighbour_baseline(features[::2], probs[::2], features[1::2], probs[1::2], neighbours=(1, 4, 39))
+    assert fitted.k in (1, 4) and set(fitted.scores) == {1, 4, 39}
+    assert fitted.scores[39] < fitted.scores[fitted.k] and fitted.s > 10
