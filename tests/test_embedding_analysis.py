@@ -231,3 +231,17 @@ def test_geometric_neighbour_mean_and_the_baseline_fit():
     fitted = neighbour_baseline(features[::2], probs[::2], features[1::2], probs[1::2], neighbours=(1, 4, 39))
     assert fitted.k in (1, 4) and set(fitted.scores) == {1, 4, 39}
     assert fitted.scores[39] < fitted.scores[fitted.k] and fitted.s > 10
+
+
+def test_shipped_corpus_is_the_deterministic_build():
+    import sys
+
+    from data.corpus import SHIPPED_CORPUS, build_corpus, corpus_jsonl, read_corpus
+
+    records = read_corpus(SHIPPED_CORPUS)
+    assert len(records) >= 2000 and len({r.prompt for r in records}) == len(records)
+    assert {r.source for r in records} == {"doc", "fact"}
+    assert all(r.prompt == r.prompt.strip() and "\n" not in r.prompt for r in records)
+    if sys.version_info[:2] != (3, 11):
+        pytest.skip("the shipped corpus was built from CPython 3.11's docstrings")
+    assert corpus_jsonl(build_corpus()) == SHIPPED_CORPUS.read_text()
