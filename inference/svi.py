@@ -65,11 +65,17 @@ def make_guide(model: Callable, kind: str = "normal"):
 def _chunk_runner(engine, model_kwargs, chunk):
     import jax
 
-    @jax.jit
-    def run_chunk(state):
-        return jax.lax.scan(lambda s, _: engine.update(s, **model_kwargs), state, None, length=chunk)
+    from inference.sharding import split_data
 
-    return run_chunk
+    # The data go in as arguments: closed over, they would be constants of the compiled
+    # program (compile time and memory growing with the data) and lose any sharding.
+    data, options = split_data(model_kwargs)
+
+    @jax.jit
+    def run_chunk(state, data):
+        return jax.lax.scan(lambda s, _: engine.update(s, **options, **data), state, None, length=chunk)
+
+    return lambda state: run_chunk(state, data)
 
 
 def plateaued(losses: np.ndarray, window: int, tolerance: float) -> bool:

@@ -1,0 +1,85 @@
+"""NUTS sampler overhead: sampling wall time against gradient evaluations x the time of one jitted gradient.
+
+A leapfrog step costs one gradient of the log density; everything else NUTS
+does (building trees, the multinomial choice of the next draw, adaptation,
+collecting draws, moving them off the device) is overhead. The ratio
+
+    sampling wall time / (leapfrog steps x time of one jitted value_and_grad)
+
+is 1 for a sampler with no overhead. ``inference.nuts.nuts`` reports the
+sampling time and the leapfrog steps after warm-up; ``benchmarks.gradient_seconds``
+times one jitted ``value_and_grad`` of the same potential energy. The sampling
+phase is timed twice: as ``nuts`` reports it, and without the time JAX spends
+compiling in that phase (NumPyro compiles the sampling loop again after
+warm-up; ``benchmarks.CompileClock``). Goal: at most 1.5 without compilation.
+
+Models: the matrix model on 2,000 x 20 counts (per row, gradient-bound; the
+data of ``benchmarks.peers``) and the same through its sufficient statistic,
+whose gradient is so cheap that the sampler's own work shows. One chain, so
+nothing runs beside it. Run from the repository root: ``python -m benchmarks.overhead``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from benchmarks import CompileClock, gradient_seconds, print_table
+from benchmarks.peers import simulate_counts
+
+
+def measure(name: str, model, model_kwargs, args, clock: CompileClock) -> list:
+    from inference.nuts import nuts
+
+    gradient = gradient_seconds(model, model_kwargs, repeats=args.gradient_repeats, seed=args.seed)
+    called = time.perf_counter()
+    result = nuts(model, model_kwargs, num_samples=args.num_samples, num_warmup=args.num_warmup, num_chains=1,
+                  seed=args.seed, progress_bar=False)  # fmt: skip
+    # nuts times warm-up from (nearly) the moment it is called, then sampling right after it
+    sampling_start = called + result.seconds_warmup
+    compile_seconds = clock.seconds(sampling_start, sampling_start + result.seconds_sampling)
+    ideal = result.num_gradient_evals * gradient
+    sampling = result.seconds_sampling - compile_seconds
+    return [name, result.num_gradient_evals, gradient * 1e6, ideal, result.seconds_sampling, compile_seconds,
+            sampling, sampling / ideal, result.seconds_sampling / ideal]  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> list[list]:
+    from inference.runtime import configure
+
+    configure(num_chains=1, device=args.device)
+    clock = CompileClock()
+    from models import matrix
+    from models.sufficient import count_statistics
+
+    counts, _ = simulate_counts(args.rows, args.cols, args.seed)
+    per_row = {"num_rows": args.rows, "num_cols": args.cols, "observe": ("counts",), "counts": counts,
+               "total_count": counts.sum(axis=1)}  # fmt: skip
+    sufficient = {"num_rows": args.rows, "num_cols": args.cols, "observe": ("counts",),
+                  "count_statistics": count_statistics(counts)}  # fmt: skip
+    rows = [
+        measure(f"matrix, per row ({args.rows} x {args.cols})", matrix, per_row, args, clock),
+        measure(f"matrix, sufficient statistic ({args.rows} x {args.cols})", matrix, sufficient, args, clock),
+    ]
+    print(f"1 chain, {args.num_warmup} warm-up + {args.num_samples} draws; gradient: median of "
+          f"{args.gradient_repeats} jitted value_and_grad calls")  # fmt: skip
+    print_table(["model", "leapfrog steps", "gradient us", "steps x gradient s", "sampling s (nuts)",
+                 "compile s in it", "sampling s without", "overhead", "overhead incl. compile"], rows)  # fmt: skip
+    print("goal: overhead (without compilation) <= 1.5")
+    return rows
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--cols", type=int, default=20)
+    parser.add_argument("--num-samples", type=int, default=2000)
+    parser.add_argument("--num-warmup", type=int, default=500)
+    parser.add_argument("--gradient-repeats", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="JAX platform (cpu or gpu)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())
