@@ -82,6 +82,8 @@ def main(args: argparse.Namespace) -> list[dict]:
 
     configure(num_chains=args.num_chains, x64=args.x64, device=args.device)
     clock = CompileClock()
+    # a first, discarded run takes the process's one-time costs (JAX's start, first compilations)
+    measure(min(args.rows), argparse.Namespace(**{**vars(args), "num_samples": 50, "num_warmup": 50}), clock)
     results = [measure(rows, args, clock) for rows in args.rows]
     print(f"{args.cols} columns, {args.per_row} tokens per row, {args.num_chains} chain(s), "
           f"{args.num_warmup} warm-up + {args.num_samples} draws, {'float64' if args.x64 else 'float32'}")  # fmt: skip

@@ -159,3 +159,33 @@ def test_nuts_through_the_statistic_gives_the_pointwise_log_likelihood_for_loo(c
     expected = log_likelihood(matrix, samples, batch_ndims=2, **prepared.kwargs)["counts"]
     np.testing.assert_allclose(tree["log_likelihood"]["counts"].values, expected, rtol=1e-6)
     assert np.isfinite(azs.loo(tree).elpd)
+
+
+# ----------------------------------------------------------------------------- the benchmark scripts, tiny settings
+
+
+@pytest.mark.slow
+def test_sufficient_and_overhead_benchmarks_run_with_tiny_settings(capsys):
+    from benchmarks import overhead, sufficient
+
+    results = sufficient.main(sufficient.parse_args(["--rows", "100", "2000", "--cols", "4", "--per-row", "10",
+                                                     "--num-samples", "50", "--num-warmup", "50",
+                                                     "--gradient-repeats", "2", "--no-x64"]))  # fmt: skip
+    assert [r["rows"] for r in results] == [100, 2000]
+    assert all(r["gradients"] > 0 and r["nuts"] > 0 and r["statistic_size"] <= 4 * 10 + 10 for r in results)
+    rows = overhead.main(overhead.parse_args(["--rows", "50", "--cols", "3", "--num-samples", "50", "--num-warmup",
+                                              "50", "--gradient-repeats", "5"]))  # fmt: skip
+    assert len(rows) == 2 and all(row[-2] > 0 for row in rows)  # overhead ratios
+    printed = capsys.readouterr().out
+    assert "NUTS without compilation" in printed and "overhead incl. compile" in printed
+
+
+@pytest.mark.slow
+def test_peers_benchmark_runs_our_side_with_tiny_settings(capsys):
+    from benchmarks import peers
+
+    results = peers.main(peers.parse_args(["--rows", "60", "--cols", "3", "--num-samples", "100", "--num-warmup", "100",
+                                           "--num-chains", "2", "--samplers", "numpyro-sufficient"]))  # fmt: skip
+    ours = results["numpyro-sufficient"]
+    assert ours["ess"] > 20 and ours["sampling"] > 0 and ours["divergences"] == 0
+    assert "| numpyro-sufficient" in capsys.readouterr().out
