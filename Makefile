@@ -29,5 +29,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
+# Every benchmark once (tens of minutes on 2 cores); PyMC and PyStan, the peers of
+# benchmarks/peers.py, come from the optional `bench` extra, installed here only.
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks.peers
+	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.sufficient
+	$(BIN)/python -m benchmarks.devices
+	$(BIN)/python -m benchmarks.scale --no-progress-bar
+	$(BIN)/python -m benchmarks.logging
+
 clean:
 	rm -rf $(VENV) build *.egg-info
