@@ -196,8 +196,9 @@ def main(args: argparse.Namespace) -> dict[str, dict]:
             if peer in results:
                 for name in ("numpyro", "numpyro-sufficient"):
                     if name in results:
-                        ratio_rows.append([f"{name} / {peer}", results[name]["ess_per_second"] / results[peer]["ess_per_second"],
-                                           results[name]["ess_per_second_total"] / results[peer]["ess_per_second_total"],
+                        ours, theirs = results[name], results[peer]
+                        ratio_rows.append([f"{name} / {peer}", ours["ess_per_second"] / theirs["ess_per_second"],
+                                           ours["ess_per_second_total"] / theirs["ess_per_second_total"],
                                            ">= 3" if peer == "pymc" else ">= 1"])  # fmt: skip
         if ratio_rows:
             print_table(["ESS/s ratio", "without compilation", "with compilation", "goal (without)"], ratio_rows)

@@ -100,8 +100,12 @@ def main(args: argparse.Namespace) -> list[dict]:
         ["ratio largest / smallest", "value", "goal"],
         [
             ["NUTS without compilation", large["nuts"] / small["nuts"], "<= 1.5"],
-            ["NUTS without compilation, one pass included", (large["nuts"] + large["build"]) / (small["nuts"] + small["build"]), ""],
+            ["NUTS without compilation, one pass included",
+             (large["nuts"] + large["build"]) / (small["nuts"] + small["build"]), ""],
             ["NUTS wall (compilation included)", large["wall"] / small["wall"], ""],
+            ["NUTS time per leapfrog step, without compilation",
+             (large["nuts"] / large["gradients"]) / (small["nuts"] / small["gradients"]), ""],
+            ["leapfrog steps", large["gradients"] / small["gradients"], ""],
             ["time per gradient, sufficient", large["sufficient_gradient"] / small["sufficient_gradient"], ""],
             ["time per gradient, per row", large["per_row_gradient"] / small["per_row_gradient"], ""],
         ],
@@ -117,7 +121,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--num-warmup", type=int, default=1000)
     parser.add_argument("--num-chains", type=int, default=1)
-    parser.add_argument("--gradient-repeats", type=int, default=20)
+    parser.add_argument("--gradient-repeats", type=int, default=10)
     parser.add_argument("--x64", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="JAX platform (cpu or gpu)")

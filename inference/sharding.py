@@ -1,4 +1,4 @@
-"""Data for compiled steps and across devices: model keyword arguments split into data and options, rows sharded over a device mesh.
+"""Data for compiled steps and across devices: arguments split from options, rows sharded over a mesh.
 
 DESIGN.md §5, "Scale-out": inference scales across devices and hosts with
 JAX's own runtime. Chains go one per device (``inference.runtime``); for SVI

@@ -1,4 +1,4 @@
-"""Sufficient statistics of Dirichlet-multinomial counts: one pass over the rows, then every evaluation costs the same at any number of rows.
+"""Sufficient statistics of Dirichlet-multinomial counts: one pass, then a cost independent of the rows.
 
 Reference: Sklar (2014), "Fast MLE computation for the Dirichlet multinomial"
 (arXiv:1405.0099). For counts ``n_rc`` with row totals ``N_r`` and a prior

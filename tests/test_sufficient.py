@@ -78,7 +78,11 @@ def test_size_does_not_grow_with_rows():
 
 @pytest.mark.parametrize(
     "counts, message",
-    [(np.array([[1, -1]]), "non-negative"), (np.array([[0.5, 1.0]]), "whole numbers"), (np.array([1, 2]), "rows, cols")],
+    [
+        (np.array([[1, -1]]), "non-negative"),
+        (np.array([[0.5, 1.0]]), "whole numbers"),
+        (np.array([1, 2]), "rows, cols"),
+    ],
 )
 def test_bad_counts_are_refused(counts, message):
     with pytest.raises(ValueError, match=message):
