@@ -82,8 +82,8 @@ def main(args: argparse.Namespace) -> list[dict]:
 
     configure(num_chains=args.num_chains, x64=args.x64, device=args.device)
     clock = CompileClock()
-    # a first, discarded run takes the process's one-time costs (JAX's start, first compilations)
-    measure(min(args.rows), argparse.Namespace(**{**vars(args), "num_samples": 50, "num_warmup": 50}), clock)
+    if args.discard_first:  # a first, discarded run takes the process's one-time costs (JAX's start)
+        measure(min(args.rows), argparse.Namespace(**{**vars(args), "num_samples": 50, "num_warmup": 50}), clock)
     results = [measure(rows, args, clock) for rows in args.rows]
     print(f"{args.cols} columns, {args.per_row} tokens per row, {args.num_chains} chain(s), "
           f"{args.num_warmup} warm-up + {args.num_samples} draws, {'float64' if args.x64 else 'float32'}")  # fmt: skip
@@ -123,6 +123,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-chains", type=int, default=1)
     parser.add_argument("--gradient-repeats", type=int, default=10)
     parser.add_argument("--x64", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--discard-first", action=argparse.BooleanOptionalAction, default=True,
+                        help="a short run first, not reported, so that neither size pays JAX's start")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="JAX platform (cpu or gpu)")
     return parser.parse_args(argv)
