@@ -43,14 +43,12 @@ def fitted_predictive(run, ds, num_draws: int = 200, seed: int = 0) -> FittedPre
     import jax
     from numpyro import handlers
 
-    from inference.prepare import prepare
+    from inference.fit import FitOptions, prepare_for
     from models import MODELS
 
     model_name = run.info["model"]
-    options = run.info.get("options", {})
-    model_input = prepare(
-        ds, model_name, keep_other=bool(options.get("keep_other", False)), components=int(options.get("components", 2))
-    )
+    # Rebuilt with every option of the fit (rank included), not a hand-picked subset.
+    model_input = prepare_for(ds, FitOptions(**run.info["options"]))
     model = MODELS[model_name].function
     kwargs = dict(model_input.kwargs)
     draws = thinned_draws(run.datatree["posterior"], num_draws)

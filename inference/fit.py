@@ -62,6 +62,14 @@ def global_sites(datatree) -> list[str]:
     ]
 
 
+def prepare_for(ds, options: FitOptions):
+    """The model input a fit with ``options`` uses: the one call of ``prepare`` that fitting and
+    reading a run back (``FitOptions(**run.info["options"])``) share, so both see the same data."""
+    from inference.prepare import prepare
+
+    return prepare(ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank)
+
+
 def summarize(datatree):
     """ArviZ summary (mean, sd, 94% interval, ESS, R-hat, MCSE) of the global sites."""
     import arviz_stats as azs
@@ -79,7 +87,6 @@ def fit(
 ) -> FitResult:
     """Read the log, fit ``options.model`` by ``options.method`` and write the run directory ``out``."""
     from inference.nuts import nuts
-    from inference.prepare import prepare
     from inference.rundir import check_destination, file_sha256, package_versions, write_run_dir
     from inference.runtime import x64_enabled
     from inference.svi import svi
@@ -91,9 +98,7 @@ def fit(
         raise InputError(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}", field="--method")
     check_destination(out, force)
     ds = read_log(log_path)
-    model_input = prepare(
-        ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank
-    )
+    model_input = prepare_for(ds, options)
     model_fn = MODELS[options.model].function
     # A sufficient statistic where the model takes one (prepare); per-row data for LOO and predictions.
     fit_kwargs = model_input.fit_kwargs

@@ -80,8 +80,6 @@ def test_prepared_inputs_feed_every_model():
         if spec.family not in ("rows", "icl"):  # other families need other logs; their own tests feed them
             continue
         log = icl_log() if spec.family == "icl" else rows_log(counts)
-        if spec.family == "embedding":
-            log = log.assign(embedding=(("row", "embed"), np.array([[0.0, 1.0], [2.0, 0.5], [1.0, 3.0]])))
         prepared = prepare(log, name)
         # Parameters drawn as NUTS initialises them: uniform on the unconstrained scale.
         model = substitute(seed(spec.function, 0), substitute_fn=init_to_uniform)
