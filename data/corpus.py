@@ -43,6 +43,7 @@ import inspect
 import json
 import random
 import re
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -179,7 +180,7 @@ def build_corpus(seed: int = SEED, doc_prompts: int = DOC_PROMPTS) -> list[Corpu
     ]
     rng = random.Random(seed)
     prefixes: dict[str, CorpusRecord] = {}
-    for module, sentence in _doc_sentences():
+    for module, sentence in _fresh_doc_sentences():
         words = sentence.split()
         length = rng.randint(MIN_PREFIX_WORDS, min(MAX_PREFIX_WORDS, len(words) - 1))
         prompt = " ".join(words[:length]).rstrip(",;")
@@ -190,6 +191,20 @@ def build_corpus(seed: int = SEED, doc_prompts: int = DOC_PROMPTS) -> list[Corpu
                          field="doc_prompts")
     chosen = sorted(rng.sample(range(len(docs)), doc_prompts))
     return facts + [docs[i] for i in chosen]
+
+
+def _fresh_doc_sentences() -> list[tuple[str, str]]:
+    """:func:`_doc_sentences` as a fresh interpreter sees them.
+
+    Libraries loaded in this process may patch the standard library (transformers
+    adds ``logging.Logger.warning_once``; other imports replace functions of
+    ``inspect``), which would change the sentences; a clean interpreter keeps
+    the build a function of the Python version alone.
+    """
+    code = "import json; from data.corpus import _doc_sentences; print(json.dumps(list(_doc_sentences())))"
+    root = str(Path(__file__).resolve().parent.parent)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    return [tuple(pair) for pair in json.loads(completed.stdout)]
 
 
 def _doc_sentences() -> Iterator[tuple[str, str]]:
