@@ -1,4 +1,4 @@
-"""Reliability of fit: determinism, crash safety under SIGKILL, and numerical guards."""
+"""Reliability of fit and report: determinism, crash safety under SIGKILL, and numerical guards."""
 
 import os
 import signal
@@ -116,3 +116,47 @@ def test_other_column_with_zero_mass_is_dropped_and_renormalised(tmp_path):
     model_input = prepare(log, "icl")
     assert model_input.columns == ["a", "b"]
     np.testing.assert_allclose(np.asarray(model_input.kwargs["probs"]).sum(axis=1), 1.0)
+
+
+@pytest.fixture(scope="module")
+def icl_run(icl_log, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "run"
+    assert main(["fit", str(icl_log), "--model", "icl", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def _report_process(icl_run, icl_log, out):
+    return subprocess.Popen(
+        [sys.executable, "-m", "bayesmatrix.cli", "report", str(icl_run), "--log", str(icl_log), "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_report_killed_at_any_moment_leaves_the_old_file_or_a_complete_one(icl_run, icl_log, tmp_path):
+    """SIGKILL while drawing or while writing: OUT holds its old content or the whole new report."""
+    out = tmp_path / "report.html"
+    start = time.time()
+    assert _report_process(icl_run, icl_log, out).wait() == 0
+    duration = time.time() - start
+    complete = out.read_text(encoding="utf-8")
+    assert complete.rstrip().endswith("</html>")
+
+    # Kill early, midway, late, and the moment the temporary file beside OUT appears.
+    for when in (0.2, 0.5, 0.8, "writing"):
+        out.write_text("old report", encoding="utf-8")
+        process = _report_process(icl_run, icl_log, out)
+        if when == "writing":
+            deadline = time.time() + 2 * duration + 60
+            while time.time() < deadline and process.poll() is None:
+                if any(p.name.startswith(".report.html.") for p in tmp_path.iterdir()):
+                    break
+                time.sleep(0.005)
+        else:
+            time.sleep(when * duration)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        if when != "writing":  # the writing window is short; the process may finish before it is seen
+            assert process.returncode == -signal.SIGKILL, when
+        text = out.read_text(encoding="utf-8")
+        assert text == "old report" or text.rstrip().endswith("</html>"), when
