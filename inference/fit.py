@@ -33,6 +33,10 @@ class FitOptions(NamedTuple):
     """R of the embedding model."""
     batch_size: int | None = None
     """SVI minibatch rows for models that subsample (embedding); None: every row at every step."""
+    observe: tuple[str, ...] = ("probs",)
+    """The observed sites (``prepare``'s ``observe``): ``("probs",)``, ``("counts",)`` or both, for the
+    models whose ``MODELS[model].observed`` has them. ``matrix`` observing ``("counts",)`` alone is
+    fitted through the counts' sufficient statistic. Read back from run.json as a list."""
 
 
 class FitResult(NamedTuple):
@@ -67,7 +71,8 @@ def prepare_for(ds, options: FitOptions):
     reading a run back (``FitOptions(**run.info["options"])``) share, so both see the same data."""
     from inference.prepare import prepare
 
-    return prepare(ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank)
+    return prepare(ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank,
+                   observe=tuple(options.observe))  # fmt: skip
 
 
 def summarize(datatree):
@@ -96,6 +101,10 @@ def fit(
         raise InputError(f"unknown model {options.model!r}; choose one of {', '.join(MODELS)}", field="--model")
     if options.method not in METHODS:
         raise InputError(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}", field="--method")
+    observable = MODELS[options.model].observed
+    if not options.observe or any(name not in observable for name in options.observe):
+        raise InputError(f"is {','.join(options.observe)!r}; the {options.model} model observes "
+                         f"{' or '.join(observable)} (comma-separated for more than one)", field="--observe")  # fmt: skip
     check_destination(out, force)
     ds = read_log(log_path)
     model_input = prepare_for(ds, options)

@@ -76,6 +76,19 @@ def test_fit_contradictory_or_impossible_options(logs, options, option, capsys, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "model, observe",
+    [("matrix", "tokens"), ("matrix", "probs,,counts"), ("matrix", ""), ("icl", "counts")],
+)
+def test_fit_observe_names_sites_the_model_has(logs, model, observe, capsys, tmp_path):
+    out = tmp_path / "run"
+    log = logs / ("icl.nc" if model == "icl" else "matrix.nc")
+    status, err = run_cli(["fit", str(log), "--model", model, "--observe", observe, "--out", str(out)], capsys)
+    assert status == 2
+    assert_one_line(err, "--observe", repr(observe))
+    assert not out.exists()
+
+
 def test_fit_refuses_to_replace_a_run_directory(logs, capsys, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -165,6 +165,33 @@ def test_nuts_through_the_statistic_gives_the_pointwise_log_likelihood_for_loo(c
     assert np.isfinite(azs.loo(tree).elpd)
 
 
+def test_fit_observe_counts_from_the_command_line_and_read_back(counts_log, tmp_path, capsys):
+    """``fit --observe counts`` reaches the statistic; run.json holds the option and reading the run back
+    with it rebuilds the same input (the statistic to fit, per-row counts for LOO)."""
+    from bayesmatrix.cli import main
+    from data.llmlog import read_log, write_log
+    from inference.fit import FitOptions, prepare_for
+    from inference.rundir import read_run
+
+    log = write_log(counts_log, tmp_path / "counts.nc")
+    out = tmp_path / "run"
+    status = main(["fit", str(log), "--model", "matrix", "--observe", "counts", "--num-samples", "100",
+                   "--num-warmup", "100", "--num-chains", "1", "--no-plots", "--quiet", "--out", str(out)])  # fmt: skip
+    capsys.readouterr()
+    assert status == 0
+    run = read_run(out)
+    assert run.info["options"]["observe"] == ["counts"]
+    read_back = prepare_for(read_log(log), FitOptions(**run.info["options"]))
+    assert read_back.observed == ("counts",) and "count_statistics" in read_back.fit_kwargs
+    np.testing.assert_array_equal(read_back.fit_kwargs["count_statistics"].exceed,
+                                  count_statistics(counts_log["counts"].values[:, :-1]).exceed)  # fmt: skip
+    assert run.datatree["log_likelihood"]["counts"].dims == ("chain", "draw", "row")
+    assert "probs" not in run.datatree["observed_data"]
+    # a run written before the option existed reads back as observing probs, as it was fitted
+    legacy = {name: value for name, value in run.info["options"].items() if name != "observe"}
+    assert prepare_for(read_log(log), FitOptions(**legacy)).observed == ("probs",)
+
+
 # ----------------------------------------------------------------------------- the benchmark scripts, tiny settings
 
 

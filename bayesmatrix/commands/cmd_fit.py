@@ -21,6 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--rank", type=int, default=4, metavar="R", help="rank of U V^T (embedding model)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="SVI minibatch rows (embedding model; default: every row)")
+    p.add_argument("--observe", default="probs", metavar="SITES",
+                   help="what a row's data are: probs, counts, or probs,counts (matrix, mixture, embedding; "
+                   "matrix with counts alone is fitted through their sufficient statistic)")
     p.add_argument("--keep-other", action="store_true", help="keep the <other> column as a category (ICL models)")
     p.add_argument("--num-samples", type=int, default=1000, help="draws per chain (NUTS) or from the guide (SVI)")
     p.add_argument("--num-warmup", type=int, default=1000)
@@ -74,6 +77,7 @@ def _run(args) -> int:
         progress_bar=not args.quiet,
         rank=args.rank,
         batch_size=args.batch_size,
+        observe=tuple(name.strip() for name in args.observe.split(",")),
     )
     result = fit(args.log, options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
     diagnosis = diagnose_datatree(result.datatree, args.method, result.info.get("converged"))
