@@ -766,7 +766,7 @@ def run_log(
 
     Prompts mode: ``prompts`` (a file, see :func:`read_prompts`) with exactly
     one of ``columns`` (a file, see :func:`read_columns`) or ``topk``. Task mode:
-    ``task`` (a name in :data:`data.tasks.TASKS`), ``labels`` (for the labels
+    ``task`` (a name :func:`data.tasks.get_task` knows), ``labels`` (for the labels
     task: a file or ``a,b,c``), ``alpha`` (``"1,1"``), ``episodes``, ``length``.
     Finished chunks of ``checkpoint_every`` episodes or prompts go to
     ``out.partial/``; a rerun with the same arguments resumes from them, other

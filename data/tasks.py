@@ -12,7 +12,10 @@ at the token just before the token that spells observation ``k``, so one
 rendering gives the predictives after 0, 1, ..., K observations.
 
 The registry ``TASKS`` holds the shipped tasks: ``coin`` (H/T), ``die`` (1-6)
-and ``labels`` (words the user names with ``--labels``). A log's ``task``
+and ``labels`` (words the user names with ``--labels``); ``windtunnel-WORLD``
+names the task of a wind-tunnel world (``data.windtunnel.worlds``), whose
+prior may be a Dirichlet mixture: an episode then draws a component ``z ~
+Categorical(w)`` and ``pi ~ Dirichlet(alpha_z)``. A log's ``task``
 attribute is :meth:`Task.to_json` plus the episode settings, and
 :func:`task_from_json` rebuilds the task from it.
 """
@@ -30,6 +33,8 @@ from data.errors import InputError
 
 # Episodes draw from numpy streams keyed (WORLD_STREAM, episode) under the user's seed.
 WORLD_STREAM = 0
+# ``windtunnel-dirichlet`` is the task of the wind-tunnel world ``dirichlet``.
+WINDTUNNEL_PREFIX = "windtunnel-"
 
 
 class ObservationSpan(NamedTuple):
@@ -54,6 +59,8 @@ class Task:
         observation: one observation, ``{}`` standing for the symbol, e.g. ``" {},"``.
         alpha: the prior's Dirichlet concentration, one per category;
             ``None`` means all ones.
+        mixture: a Dirichlet-mixture prior instead, as ``(weight, alpha)``
+            pairs (weights summing to 1); ``alpha`` is then ``None``.
     """
 
     name: str
@@ -61,10 +68,13 @@ class Task:
     header: str
     observation: str = " {},"
     alpha: tuple[float, ...] | None = None
+    mixture: tuple[tuple[float, tuple[float, ...]], ...] | None = None
 
     @property
     def prior(self) -> tuple[float, ...]:
-        """The Dirichlet concentration episodes draw ``pi`` from (all ones unless set)."""
+        """The Dirichlet concentration episodes draw ``pi`` from (all ones unless set); not for a mixture."""
+        if self.mixture is not None:
+            raise ValueError(f"task {self.name!r} has a Dirichlet-mixture prior; see Task.mixture")
         return self.alpha if self.alpha is not None else (1.0,) * len(self.categories)
 
     def render(self, observations: Sequence[int]) -> tuple[str, list[ObservationSpan]]:
@@ -82,10 +92,15 @@ class Task:
 
     def to_json(self) -> dict[str, Any]:
         """The task as plain JSON values (``episodes``, ``length`` are added by the logger)."""
+        prior: dict[str, Any]
+        if self.mixture is None:
+            prior = {"alpha": list(self.prior)}
+        else:
+            prior = {"mixture": [{"weight": weight, "alpha": list(alpha)} for weight, alpha in self.mixture]}
         return {
             "name": self.name,
             "categories": list(self.categories),
-            "alpha": list(self.prior),
+            **prior,
             "template": {"header": self.header, "observation": self.observation},
         }
 
@@ -102,10 +117,19 @@ def get_task(name: str, labels: Sequence[str] | None = None, alpha: Sequence[flo
     """A task from the registry, with the user's labels and prior concentration applied.
 
     ``labels`` is required by (and only allowed for) the ``labels`` task;
-    ``alpha`` must have one positive value per category.
+    ``alpha`` must have one positive value per category, and is refused for a
+    wind-tunnel task, whose world fixes its prior.
     """
+    if name.startswith(WINDTUNNEL_PREFIX):
+        from data.windtunnel.worlds import WORLDS, icl_task
+
+        if name.removeprefix(WINDTUNNEL_PREFIX) not in WORLDS:
+            raise InputError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}", field="task")
+        if labels or alpha is not None:
+            raise InputError(f"task {name!r} takes neither --labels nor --alpha: its world fixes them", field="task")
+        return icl_task(name.removeprefix(WINDTUNNEL_PREFIX))
     if name not in TASKS:
-        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}", field="task")
+        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}", field="task")
     task = TASKS[name]
     if name == "labels":
         if not labels:
@@ -125,14 +149,27 @@ def get_task(name: str, labels: Sequence[str] | None = None, alpha: Sequence[flo
     return task
 
 
+def known_tasks() -> list[str]:
+    """Every task name ``get_task`` accepts: the registry's and one per wind-tunnel world."""
+    from data.windtunnel.worlds import WORLDS
+
+    return sorted(TASKS) + [WINDTUNNEL_PREFIX + world for world in WORLDS]
+
+
 def draw_episode(task: Task, length: int, seed: int, episode: int) -> np.ndarray:
     """The observations (length,) of one episode: ``pi ~ Dirichlet(alpha)``, then ``length`` draws from ``pi``.
 
-    Depends only on (seed, episode), so any episode can be recomputed alone
-    (and a resumed run repeats it exactly).
+    Under a mixture prior the component is drawn first. Depends only on (seed,
+    episode), so any episode can be recomputed alone (and a resumed run
+    repeats it exactly).
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(WORLD_STREAM, episode)))
-    pi = rng.dirichlet(task.prior)
+    if task.mixture is None:
+        alpha = task.prior
+    else:
+        weights = np.asarray([weight for weight, _ in task.mixture])
+        alpha = task.mixture[rng.choice(len(weights), p=weights / weights.sum())][1]
+    pi = rng.dirichlet(alpha)
     return rng.choice(len(task.categories), size=length, p=pi)
 
 
@@ -144,7 +181,10 @@ def task_from_json(task_json: Mapping[str, Any]) -> Task:
         categories=tuple(task_json["categories"]),
         header=template["header"],
         observation=template["observation"],
-        alpha=tuple(float(a) for a in task_json["alpha"]),
+        alpha=tuple(float(a) for a in task_json["alpha"]) if "alpha" in task_json else None,
+        mixture=tuple(
+            (float(c["weight"]), tuple(float(a) for a in c["alpha"])) for c in task_json["mixture"]
+        ) if "mixture" in task_json else None,
     )
 
 

@@ -335,8 +335,26 @@ def test_the_logger_reads_a_shipped_model_through_its_icl_task():
     counts = log["context_counts"].values[:, :3]
     exact = (alpha + counts) / (alpha.sum() + counts.sum(axis=1, keepdims=True))
     assert kl_bits(exact, probs / probs.sum(axis=1, keepdims=True)).mean() < 1e-3
-    with pytest.raises(InputError, match="mixture"):
-        icl_task("mixture")
+
+
+def test_mixture_world_task_draws_from_its_components():
+    from data.tasks import draw_episode, get_task, task_from_json
+
+    task = get_task("windtunnel-mixture")
+    assert task == icl_task("mixture") and task.alpha is None
+    assert task_from_json(task.to_json()) == task
+    world = WORLDS["mixture"]
+    # The share of A among all draws: under the mixture, E[pi_A] = sum_j w_j alpha_jA / S_j.
+    expected = sum(w * a[0] / sum(a) for w, a in zip(world.weights, world.alphas))
+    draws = np.concatenate([draw_episode(task, 20, seed=3, episode=e) for e in range(2000)])
+    share = np.mean(draws == 0)
+    # the episode mean of pi_A has variance Var(pi_A) / episodes plus within-episode noise
+    pi_sd = np.sqrt(expected * (1 - expected) / 2000)
+    assert abs(share - expected) < 4 * pi_sd
+    with pytest.raises(InputError, match="world fixes"):
+        get_task("windtunnel-dirichlet", alpha=[1, 1, 1])
+    with pytest.raises(InputError, match="windtunnel-mixture"):
+        get_task("windtunnel-nothing")
 
 
 def test_shipped_window_model_cannot_see_past_its_receptive_field():

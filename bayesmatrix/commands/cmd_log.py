@@ -8,7 +8,8 @@ DESCRIPTION = """\
 Log a transformers causal LM's next-token distributions into an LLM log (netCDF).
 
 Prompts mode: --prompts FILE with --columns FILE or --topk K; one row per prompt.
-ICL task mode: --task NAME (coin, die, labels) with --episodes, --length, --seed;
+ICL task mode: --task NAME (coin, die, labels, or windtunnel-dirichlet and
+windtunnel-mixture for a wind-tunnel model) with --episodes, --length, --seed;
 K+1 rows per episode, read from one forward pass.
 
 Progress is checkpointed in OUT.partial/; rerun the same command after a crash to
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--prompts", metavar="FILE", help="one prompt per line, or JSONL with a 'prompt' field")
-    mode.add_argument("--task", metavar="NAME", help="an ICL task: coin, die or labels")
+    mode.add_argument("--task", metavar="NAME", help="an ICL task: coin, die, labels, windtunnel-dirichlet or windtunnel-mixture")
     columns = p.add_mutually_exclusive_group()
     columns.add_argument(
         "--columns",

@@ -162,25 +162,27 @@ WORLDS: dict[str, World] = {
 
 
 def icl_task(world: World | str):
-    """The world as a ``data.tasks.Task``, so ``data.llm.log_task`` can log a trained model's episodes.
+    """The world as a ``data.tasks.Task`` named ``windtunnel-WORLD``, so ``bayesmatrix log`` can log a trained model.
 
-    Only a one-component world fits a Task (its episodes draw ``pi`` from one
-    Dirichlet); a mixture world is refused.
+    Its episodes draw ``pi`` from the world's prior (a Dirichlet, or a
+    Dirichlet mixture through ``Task.mixture``) under the logger's own seed,
+    and are rendered exactly as the model was trained: ``<bos> A C B ...``.
     """
-    from data.tasks import Task
+    from data.tasks import WINDTUNNEL_PREFIX, Task
 
     if isinstance(world, str):
         world = get_world(world)
-    if len(world.weights) != 1:
-        raise InputError(
-            f"world {world.name!r} is a Dirichlet mixture; an ICL task draws from one Dirichlet", field="--world"
-        )
+    prior: dict[str, Any]
+    if len(world.weights) == 1:
+        prior = {"alpha": world.alphas[0]}
+    else:
+        prior = {"mixture": tuple(zip(world.weights, world.alphas))}
     return Task(
-        name=f"windtunnel-{world.name}",
+        name=WINDTUNNEL_PREFIX + world.name,
         categories=world.categories,
         header=PROMPT_HEADER,
         observation=PROMPT_OBSERVATION,
-        alpha=world.alphas[0],
+        **prior,
     )
 
 
