@@ -47,8 +47,10 @@ def fitted_predictive(run, ds, num_draws: int = 200, seed: int = 0) -> FittedPre
     from models import MODELS
 
     model_name = run.info["model"]
-    # Rebuilt with every option of the fit (rank included), not a hand-picked subset.
-    model_input = prepare_for(ds, FitOptions(**run.info["options"]))
+    # Rebuilt with every option of the fit (rank included), not a hand-picked subset; the row
+    # itself is observed here whatever the fit observed, since the updater is read off its site.
+    options = FitOptions(**run.info["options"])._replace(observe=("probs",))
+    model_input = prepare_for(ds, options)
     model = MODELS[model_name].function
     kwargs = dict(model_input.kwargs)
     draws = thinned_draws(run.datatree["posterior"], num_draws)

@@ -63,8 +63,8 @@ def prepare(
       An ICL log whose in-context examples include ``<other>`` then cannot be
       used (raise); ``keep_other=True`` keeps ``<other>`` as a category.
     - ``components``: K for ``mixture`` and ``icl-mixture``.
-    - ``observe``: for ``matrix`` and ``mixture``, ``("probs",)`` (default),
-      ``("counts",)`` or both; the ICL models observe ``probs`` only.
+    - ``observe``: ``("probs",)`` (default), ``("counts",)`` (tokens sampled
+      from each row, ``log --samples M``) or both.
     - ``file``: the name used in errors; defaults to the file the log was read from.
     - ``rank``: R for ``embedding``, whose input is the log's ``embedding``
       (row, embed) prepared by :func:`models.embedding.fit_features` on all
@@ -97,13 +97,6 @@ def prepare(
             if rank < 1:
                 raise InputError(f"is {rank}; the rank must be at least 1", field="rank")
             kwargs["rank"] = int(rank)
-        if "probs" in observed:
-            kwargs["probs"] = probs
-        if "counts" in observed:
-            if "counts" not in ds:
-                raise InputError("missing; observing counts needs sampled tokens per row", file=file, field="counts")
-            counts = np.asarray(ds["counts"].values, dtype=np.int64)[:, keep]
-            kwargs.update(counts=counts, total_count=counts.sum(axis=1))
     elif spec.family == "icl":
         context = _context_counts(ds, keep_other, file)
         episode = _checked_episodes(ds, context, all_columns, file) if "episode" in ds else None
@@ -118,9 +111,17 @@ def prepare(
             kwargs.update(last_example=last_example, episode_start=episode_start)
         else:
             kwargs["context_counts"] = context[:, keep].astype(np.float64)
-        kwargs["probs"] = probs
+        kwargs["observe"] = observed
     else:
         raise ValueError(f"prepare() builds no inputs for models of the {spec.family!r} family")
+    if "probs" in observed:
+        kwargs["probs"] = probs
+    if "counts" in observed:
+        if "counts" not in ds:
+            raise InputError("missing; observing counts needs sampled tokens per row (log --samples M)",
+                             file=file, field="counts")
+        counts = np.asarray(ds["counts"].values, dtype=np.int64)[:, keep]
+        kwargs.update(counts=counts, total_count=counts.sum(axis=1))
 
     if "components" in spec.defaults:
         if components < 1:

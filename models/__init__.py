@@ -49,6 +49,7 @@ class ModelSpec(NamedTuple):
 
 _UNLABELLED = ("w_unlabelled", "m_unlabelled", "s_unlabelled")
 _ROWS_DEFAULTS = {"observe": ("probs",), "explicit": False, "epsilon": 1e-6}
+_ICL_DEFAULTS = {"observe": ("probs",), "epsilon": 1e-6}
 
 MODELS: dict[str, ModelSpec] = {
     "matrix": ModelSpec(
@@ -70,31 +71,31 @@ MODELS: dict[str, ModelSpec] = {
         "embedding",
     ),
     "icl": ModelSpec(
-        icl, ("probs",), "exact Bayesian updating from a Dirichlet prior", {"epsilon": 1e-6}, "icl"
+        icl, ("probs", "counts"), "exact Bayesian updating from a Dirichlet prior", _ICL_DEFAULTS, "icl"
     ),
     "icl-general": ModelSpec(
         icl_general,
-        ("probs",),
+        ("probs", "counts"),
         "Bayesian updating with recency decay and temperature",
-        {"epsilon": 1e-6},
+        _ICL_DEFAULTS,
         "icl",
     ),
     "icl-mixture": ModelSpec(
         icl_mixture,
-        ("probs",),
+        ("probs", "counts"),
         "exact Bayesian updating from a Dirichlet-mixture prior",
-        {"components": 2, "epsilon": 1e-6},
+        {**_ICL_DEFAULTS, "components": 2},
         "icl",
         _UNLABELLED,
     ),
     "icl-none": ModelSpec(
-        icl_none, ("probs",), "no updating: a constant predictive m", {"epsilon": 1e-6}, "icl"
+        icl_none, ("probs", "counts"), "no updating: a constant predictive m", _ICL_DEFAULTS, "icl"
     ),
     "icl-frequency": ModelSpec(
         icl_frequency,
-        ("probs",),
+        ("probs", "counts"),
         "smoothed relative frequency of the examples",
-        {"epsilon": 1e-6},
+        _ICL_DEFAULTS,
         "icl",
     ),
 }

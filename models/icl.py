@@ -10,8 +10,10 @@ the LLM computes) and observes the LLM's row around it,
 with ``probs_r`` clipped at ``epsilon`` and renormalised
 (:func:`models.closed_forms.clip_simplex`): the Dirichlet is the robust
 observation model only for rows whose every entry is at least ``epsilon``, and
-``tau`` says how tightly the LLM follows the updater. The models differ only
-in the updater:
+``tau`` says how tightly the LLM follows the updater. Where only tokens
+sampled from each row are seen (``observe=("counts",)``), the row is
+integrated out: ``counts_r ~ DirichletMultinomial(tau * q_r, N_r)``. The
+models differ only in the updater:
 
 - ``icl``            exact Bayes: q = (alpha + n) / (S + k)
 - ``icl_general``    recency decay and temperature around exact Bayes
@@ -38,6 +40,7 @@ from models.closed_forms import (
     mixture_predictive,
     tempered,
 )
+from models.matrix import check_observe, observe_rows
 from models.mixture import labelled_components
 from models.priors import (
     decay_prior,
@@ -48,7 +51,7 @@ from models.priors import (
 )
 
 
-def icl(*, context_counts, probs=None, epsilon: float = 1e-6):
+def icl(*, context_counts, probs=None, counts=None, total_count=None, observe=("probs",), epsilon: float = 1e-6):
     """Exact Bayesian updating from a Dirichlet prior.
 
     m       ~ Dirichlet(1_C)              prior mean
@@ -62,10 +65,13 @@ def icl(*, context_counts, probs=None, epsilon: float = 1e-6):
     s = numpyro.sample("s", strength_prior())
     alpha = numpyro.deterministic("alpha", s * m)
     tau = numpyro.sample("tau", tau_prior())
-    _observe(tau, dirichlet_predictive(alpha, context_counts), probs, epsilon)
+    _observe(tau, dirichlet_predictive(alpha, context_counts), probs, counts, total_count, observe, epsilon)
 
 
-def icl_general(*, last_example, episode_start, probs=None, epsilon: float = 1e-6):
+def icl_general(
+    *, last_example, episode_start, probs=None, counts=None, total_count=None, observe=("probs",),
+    epsilon: float = 1e-6,
+):
     """A generalised Bayesian updater: exact Bayes when decay = 1 and temperature = 1.
 
     m           ~ Dirichlet(1_C)
@@ -90,10 +96,14 @@ def icl_general(*, last_example, episode_start, probs=None, epsilon: float = 1e-
     temperature = numpyro.sample("temperature", temperature_prior())
     tau = numpyro.sample("tau", tau_prior())
     weighted_counts = decayed_counts(last_example, episode_start, decay)
-    _observe(tau, tempered(dirichlet_predictive(alpha, weighted_counts), temperature), probs, epsilon)
+    updater = tempered(dirichlet_predictive(alpha, weighted_counts), temperature)
+    _observe(tau, updater, probs, counts, total_count, observe, epsilon)
 
 
-def icl_mixture(*, context_counts, components: int = 2, probs=None, epsilon: float = 1e-6):
+def icl_mixture(
+    *, context_counts, components: int = 2, probs=None, counts=None, total_count=None, observe=("probs",),
+    epsilon: float = 1e-6,
+):
     """Exact Bayesian updating from a K-component Dirichlet-mixture prior.
 
     w_unlabelled   ~ Dirichlet(1_K)
@@ -115,10 +125,10 @@ def icl_mixture(*, context_counts, components: int = 2, probs=None, epsilon: flo
         s_unlabelled = numpyro.sample("s_unlabelled", strength_prior())
     w, _, _, alpha = labelled_components(w_unlabelled, m_unlabelled, s_unlabelled)
     tau = numpyro.sample("tau", tau_prior())
-    _observe(tau, mixture_predictive(w, alpha, context_counts), probs, epsilon)
+    _observe(tau, mixture_predictive(w, alpha, context_counts), probs, counts, total_count, observe, epsilon)
 
 
-def icl_none(*, context_counts, probs=None, epsilon: float = 1e-6):
+def icl_none(*, context_counts, probs=None, counts=None, total_count=None, observe=("probs",), epsilon: float = 1e-6):
     """No in-context learning: the predictive ignores the examples.
 
     m       ~ Dirichlet(1_C)
@@ -129,10 +139,12 @@ def icl_none(*, context_counts, probs=None, epsilon: float = 1e-6):
     """
     m = numpyro.sample("m", dist.Dirichlet(jnp.ones(context_counts.shape[-1])))
     tau = numpyro.sample("tau", tau_prior())
-    _observe(tau, jnp.broadcast_to(m, context_counts.shape), probs, epsilon)
+    _observe(tau, jnp.broadcast_to(m, context_counts.shape), probs, counts, total_count, observe, epsilon)
 
 
-def icl_frequency(*, context_counts, probs=None, epsilon: float = 1e-6):
+def icl_frequency(
+    *, context_counts, probs=None, counts=None, total_count=None, observe=("probs",), epsilon: float = 1e-6
+):
     """The smoothed relative frequency of the examples.
 
     pseudocount ~ LogNormal(log 0.1, 2)   eps, added to every count
@@ -146,11 +158,27 @@ def icl_frequency(*, context_counts, probs=None, epsilon: float = 1e-6):
     """
     pseudocount = numpyro.sample("pseudocount", pseudocount_prior())
     tau = numpyro.sample("tau", tau_prior())
-    _observe(tau, frequency_predictive(context_counts, pseudocount), probs, epsilon)
+    _observe(tau, frequency_predictive(context_counts, pseudocount), probs, counts, total_count, observe, epsilon)
 
 
-def _observe(tau, updater, probs, epsilon: float) -> None:
-    """``probs_r ~ Dirichlet(tau * q_r)`` in the ``row`` plate, so the log likelihood is pointwise per row."""
+def _observe(tau, updater, probs, counts, total_count, observe, epsilon: float) -> None:
+    """The LLM's row around the updater, in the ``row`` plate (so the log likelihood is pointwise per row).
+
+    ``observe=("probs",)``: ``probs_r ~ Dirichlet(tau q_r)``, the reported row.
+    ``observe=("counts",)``: tokens sampled from that row, the row integrated
+    out: ``counts_r ~ DirichletMultinomial(tau q_r, N_r)``. Both: the row and
+    the tokens drawn from it (see :func:`models.matrix.observe_rows`).
+    """
+    check_observe(observe, probs=probs, counts=counts, total_count=total_count)
+    concentration = tau * updater
     with numpyro.plate("row", updater.shape[0]):
-        observed = None if probs is None else clip_simplex(probs, epsilon)
-        numpyro.sample("probs", dist.Dirichlet(tau * updater), obs=observed)
+        observe_rows(
+            dist.Dirichlet(concentration),
+            lambda total, total_max: dist.DirichletMultinomial(concentration, total, total_count_max=total_max),
+            probs=probs,
+            counts=counts,
+            total_count=total_count,
+            observe=observe,
+            explicit=False,
+            epsilon=epsilon,
+        )

@@ -78,7 +78,7 @@ def test_fit_contradictory_or_impossible_options(logs, options, option, capsys, 
 
 @pytest.mark.parametrize(
     "model, observe",
-    [("matrix", "tokens"), ("matrix", "probs,,counts"), ("matrix", ""), ("icl", "counts")],
+    [("matrix", "tokens"), ("matrix", "probs,,counts"), ("matrix", ""), ("icl", "tokens")],
 )
 def test_fit_observe_names_sites_the_model_has(logs, model, observe, capsys, tmp_path):
     out = tmp_path / "run"

@@ -173,3 +173,55 @@ def test_nuts_recovers_the_generalised_updater():
         draws = np.asarray(samples[name])
         assert abs(draws.mean() - truth[name]) / draws.std() < 4, (name, draws.mean(), draws.std())
     assert (np.abs(np.asarray(samples["m"]).mean(0) - truth["m"]) / np.asarray(samples["m"]).std(0) < 4).all()
+
+
+def test_counts_likelihood_is_the_dirichlet_multinomial_marginal_of_the_row():
+    """counts_r ~ DirichletMultinomial(tau q_r, N_r) against a Monte Carlo average of Multinomial(N_r, probs_r)."""
+    from scipy.stats import multinomial
+
+    counts = np.random.default_rng(1).multinomial(5, [0.5, 0.3, 0.2], size=len(CONTEXT))
+    params = {"m": M[None], "s": np.array([S]), "tau": np.array([TAU])}
+    loglik = log_likelihood(icl, params, context_counts=CONTEXT, counts=counts, total_count=counts.sum(1),
+                            observe=("counts",))["counts"][0]
+    concentration_q = TAU * (S * M + CONTEXT) / (S + CONTEXT.sum(1, keepdims=True))
+    rng = np.random.default_rng(2)
+    for r in range(len(CONTEXT)):
+        rows = rng.dirichlet(concentration_q[r], size=200_000)
+        pmf = multinomial.pmf(counts[r], n=counts[r].sum(), p=rows)
+        mean, mcse = pmf.mean(), pmf.std() / np.sqrt(len(pmf))
+        assert abs(np.exp(loglik[r]) - mean) < 4 * mcse, (r, np.exp(loglik[r]), mean, mcse)
+
+
+@pytest.mark.parametrize("name", ["icl", "icl-general", "icl-mixture", "icl-none", "icl-frequency"])
+def test_counts_prior_predictive_has_the_row_totals(name):
+    data = {"last_example": LAST, "episode_start": START} if name == "icl-general" else {"context_counts": CONTEXT}
+    total = np.arange(len(CONTEXT)) % 4 + 1
+    site = trace(seed(MODELS[name].function, 3)).get_trace(**data, total_count=total, observe=("counts",))
+    assert "probs" not in site
+    counts = np.asarray(site["counts"]["value"])
+    assert counts.shape == CONTEXT.shape and (counts >= 0).all()
+    np.testing.assert_array_equal(counts.sum(-1), total)
+
+
+@pytest.mark.slow
+def test_nuts_recovers_the_generalised_updater_from_sampled_tokens():
+    """Only tokens sampled from each row are seen: the row is integrated out, the updater still recovered."""
+    from numpyro.infer import MCMC, NUTS
+
+    rng = np.random.default_rng(3)
+    truth = {"m": np.array([0.6, 0.3, 0.1]), "s": 2.0, "decay": 0.7, "temperature": 1.0, "tau": 40.0}
+    examples = [list(rng.choice(3, size=12, p=rng.dirichlet(2.0 * truth["m"]))) for _ in range(60)]
+    _, last, start = episode_arrays(examples)
+    total = np.full(len(last), 20)
+    simulated = trace(seed(condition(icl_general, truth), 4)).get_trace(
+        last_example=last, episode_start=start, total_count=total, observe=("counts",))
+    counts = np.asarray(simulated["counts"]["value"])
+
+    mcmc = MCMC(NUTS(icl_general), num_warmup=300, num_samples=300, progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(5), last_example=last, episode_start=start, counts=counts, total_count=total,
+             observe=("counts",))
+    samples = mcmc.get_samples()
+    for name in ("s", "decay", "temperature"):
+        draws = np.asarray(samples[name])
+        assert abs(draws.mean() - truth[name]) / draws.std() < 4, (name, draws.mean(), draws.std())
+    assert (np.abs(np.asarray(samples["m"]).mean(0) - truth["m"]) / np.asarray(samples["m"]).std(0) < 4).all()

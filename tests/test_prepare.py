@@ -28,6 +28,16 @@ def icl_log(examples=((0, 1, 0), (1,)), other_mass=0.2, **overrides):
     return make_log(probs, COLUMNS, model="test", **arrays)
 
 
+def test_icl_models_observe_sampled_tokens_without_other():
+    counts = np.array([[3, 1, 1], [2, 2, 1], [0, 4, 1], [1, 1, 3], [2, 2, 1], [4, 0, 1]])
+    for model in ("icl", "icl-general"):
+        prepared = prepare(icl_log(counts=counts), model, observe=["counts"])
+        assert prepared.observed == ("counts",) and "probs" not in prepared.kwargs
+        np.testing.assert_array_equal(prepared.kwargs["counts"], counts[:, :2])
+        np.testing.assert_array_equal(prepared.kwargs["total_count"], counts[:, :2].sum(1))
+        assert prepared.kwargs["observe"] == ("counts",)
+
+
 def rows_log(counts=None):
     probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.25, 0.25, 0.5]])
     return make_log(probs, COLUMNS, model="test", counts=counts)
@@ -106,7 +116,8 @@ def test_file_name_comes_from_the_log_read(tmp_path):
         ("icl", icl_log(context_counts=np.array([[0, 0, 0], [1, 0, 0], [1, 0, 1], [2, 0, 1], [0, 0, 0], [0, 1, 0]])), {}, "context_counts", 2, "keep_other"),
         ("icl", icl_log(other_mass=1.0), {}, "probs", 0, "no probability"),
         ("matrix", rows_log(), {"observe": ["counts"]}, "counts", None, "missing"),
-        ("icl", icl_log(), {"observe": ["counts"]}, "observe", None, "observe"),
+        ("icl", icl_log(), {"observe": ["counts"]}, "counts", None, "missing"),
+        ("icl", icl_log(), {"observe": ["tokens"]}, "observe", None, "observe"),
         ("mixture", rows_log(), {"components": 0}, "components", None, "at least one"),
         ("nonsense", rows_log(), {}, "model", None, "unknown model"),
     ],
