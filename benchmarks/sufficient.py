@@ -14,6 +14,13 @@ it. For contrast, one jitted gradient of the per-row model is timed at each
 size. Goal: NUTS (warm-up and sampling, without compilation) on 1,000,000 rows
 within 1.5x of the time on 10,000 rows.
 
+The number of leapfrog steps decides that ratio, so a second table gives the
+steps per draw over several seeds (mean, smallest, largest) at both sizes, with
+the mass matrix adapted as ``inference.nuts`` does (no regularisation) and
+with NumPyro's default shrinkage of the adapted variances toward 1e-3, which
+at a million rows inflates the smallest posterior variances (about 3e-7) and
+deepens the trees.
+
 float64 throughout (``--x64``, the default here): at a million rows the log
 density is a sum of order 1e8 nats, and float32 rounding of it (units of
 about 10 nats) would be noise in NUTS's energy; ``bayesmatrix fit --x64`` is
@@ -47,7 +54,7 @@ def measure(rows: int, args, clock: CompileClock) -> dict:
     from models import matrix
     from models.sufficient import count_statistics
 
-    counts = simulate_counts(rows, args.cols, args.per_row, args.seed)
+    counts = simulate_counts(rows, args.cols, args.per_row, args.data_seed)
     start = time.perf_counter()
     statistics = count_statistics(counts)
     build = time.perf_counter() - start
@@ -55,7 +62,7 @@ def measure(rows: int, args, clock: CompileClock) -> dict:
     start = time.perf_counter()
     result = nuts(matrix, {**data, "count_statistics": statistics}, num_samples=args.num_samples,
                   num_warmup=args.num_warmup, num_chains=args.num_chains, seed=args.seed,
-                  progress_bar=False)  # fmt: skip
+                  regularize_mass_matrix=args.regularize_mass_matrix, progress_bar=False)  # fmt: skip
     wall = result.seconds_warmup + result.seconds_sampling
     compile_seconds = clock.seconds(start, start + wall)
     per_row = gradient_seconds(matrix, {**data, "counts": counts, "total_count": counts.sum(axis=1)},
@@ -74,7 +81,21 @@ def measure(rows: int, args, clock: CompileClock) -> dict:
         "per_row_gradient": per_row,
         "statistic_size": statistics.exceed.size + statistics.total_exceed.size,
         "alpha_sum": float(alpha.sum()),
+        "steps_per_draw": result.num_gradient_evals / (args.num_samples * args.num_chains),
     }
+
+
+def steps_per_draw(rows: int, regularize: bool, args) -> list[float]:
+    """Leapfrog steps per draw after warm-up, one number per seed in ``args.step_seeds`` (same data)."""
+    from inference.nuts import nuts
+    from models import matrix
+    from models.sufficient import count_statistics
+
+    statistics = count_statistics(simulate_counts(rows, args.cols, args.per_row, args.data_seed))
+    data = {"num_rows": rows, "num_cols": args.cols, "observe": ("counts",), "count_statistics": statistics}
+    return [nuts(matrix, data, num_samples=args.num_samples, num_warmup=args.num_warmup, num_chains=1, seed=seed,
+                 regularize_mass_matrix=regularize, progress_bar=False).num_gradient_evals / args.num_samples
+            for seed in range(args.step_seeds)]  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> list[dict]:
@@ -86,7 +107,8 @@ def main(args: argparse.Namespace) -> list[dict]:
         measure(min(args.rows), argparse.Namespace(**{**vars(args), "num_samples": 50, "num_warmup": 50}), clock)
     results = [measure(rows, args, clock) for rows in args.rows]
     print(f"{args.cols} columns, {args.per_row} tokens per row, {args.num_chains} chain(s), "
-          f"{args.num_warmup} warm-up + {args.num_samples} draws, {'float64' if args.x64 else 'float32'}")  # fmt: skip
+          f"{args.num_warmup} warm-up + {args.num_samples} draws, {'float64' if args.x64 else 'float32'}, "
+          f"mass matrix {'regularised' if args.regularize_mass_matrix else 'not regularised'}")  # fmt: skip
     print_table(
         ["rows", "statistic size", "one pass s", "compile s", "NUTS s (no compile)", "NUTS s (wall)", "gradients",
          "divergences", "gradient us (sufficient)", "gradient us (per row)", "posterior mean of s"],
@@ -106,10 +128,22 @@ def main(args: argparse.Namespace) -> list[dict]:
             ["NUTS time per leapfrog step, without compilation",
              (large["nuts"] / large["gradients"]) / (small["nuts"] / small["gradients"]), ""],
             ["leapfrog steps", large["gradients"] / small["gradients"], ""],
+            ["leapfrog steps per draw, smallest / largest size",
+             f"{small['steps_per_draw']:.3g} / {large['steps_per_draw']:.3g}", ""],
             ["time per gradient, sufficient", large["sufficient_gradient"] / small["sufficient_gradient"], ""],
             ["time per gradient, per row", large["per_row_gradient"] / small["per_row_gradient"], ""],
         ],
     )  # fmt: skip
+    if args.step_seeds:
+        spread = []
+        for regularize in (False, True):
+            for rows in args.rows:
+                steps = steps_per_draw(rows, regularize, args)
+                spread.append(["regularised (NumPyro default)" if regularize else "not regularised (inference.nuts)",
+                               rows, np.mean(steps), np.min(steps), np.max(steps)])  # fmt: skip
+        print()
+        print(f"leapfrog steps per draw over seeds 0..{args.step_seeds - 1} (1 chain each)")
+        print_table(["mass matrix", "rows", "mean", "smallest", "largest"], spread)
     return results
 
 
@@ -125,7 +159,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--x64", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--discard-first", action=argparse.BooleanOptionalAction, default=True,
                         help="a short run first, not reported, so that neither size pays JAX's start")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--regularize-mass-matrix", action=argparse.BooleanOptionalAction, default=False,
+                        help="NumPyro's shrinkage of the adapted variances toward 1e-3 (inference.nuts: off)")
+    parser.add_argument("--step-seeds", type=int, default=4,
+                        help="seeds of the steps-per-draw table, each setting and size (0: no table)")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument("--data-seed", type=int, default=0, help="the simulated counts' seed")
     parser.add_argument("--device", default="cpu", help="JAX platform (cpu or gpu)")
     return parser.parse_args(argv)
 
