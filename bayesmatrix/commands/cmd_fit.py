@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="SVI minibatch rows (embedding model; default: every row)")
     p.add_argument("--observe", default="probs", metavar="SITES",
-                   help="what a row's data are: probs, counts, or probs,counts (matrix, mixture, embedding; "
+                   help="what a row's data are: probs, counts, or probs,counts (models that take them; "
                    "matrix with counts alone is fitted through their sufficient statistic)")
     p.add_argument("--keep-other", action="store_true", help="keep the <other> column as a category (ICL models)")
     p.add_argument("--num-samples", type=int, default=1000, help="draws per chain (NUTS) or from the guide (SVI)")
