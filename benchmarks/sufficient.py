@@ -65,6 +65,8 @@ def measure(rows: int, args, clock: CompileClock) -> dict:
                   regularize_mass_matrix=args.regularize_mass_matrix, progress_bar=False)  # fmt: skip
     wall = result.seconds_warmup + result.seconds_sampling
     compile_seconds = clock.seconds(start, start + wall)
+    # nuts times warm-up from (nearly) the moment it is called, then sampling right after it
+    warmup_compile = clock.seconds(start, start + result.seconds_warmup)
     per_row = gradient_seconds(matrix, {**data, "counts": counts, "total_count": counts.sum(axis=1)},
                                repeats=args.gradient_repeats)  # fmt: skip
     sufficient = gradient_seconds(matrix, {**data, "count_statistics": statistics}, repeats=args.gradient_repeats)
@@ -74,6 +76,8 @@ def measure(rows: int, args, clock: CompileClock) -> dict:
         "build": build,
         "compile": compile_seconds,
         "nuts": wall - compile_seconds,
+        "warmup": result.seconds_warmup - warmup_compile,
+        "sampling": result.seconds_sampling - (compile_seconds - warmup_compile),
         "wall": wall,
         "gradients": result.num_gradient_evals,
         "divergences": result.num_divergences,
@@ -110,9 +114,11 @@ def main(args: argparse.Namespace) -> list[dict]:
           f"{args.num_warmup} warm-up + {args.num_samples} draws, {'float64' if args.x64 else 'float32'}, "
           f"mass matrix {'regularised' if args.regularize_mass_matrix else 'not regularised'}")  # fmt: skip
     print_table(
-        ["rows", "statistic size", "one pass s", "compile s", "NUTS s (no compile)", "NUTS s (wall)", "gradients",
+        ["rows", "statistic size", "one pass s", "compile s", "NUTS s (no compile)", "warm-up s (no compile)",
+         "sampling s (no compile)", "NUTS s (wall)", "gradients",
          "divergences", "gradient us (sufficient)", "gradient us (per row)", "posterior mean of s"],
-        [[r["rows"], r["statistic_size"], r["build"], r["compile"], r["nuts"], r["wall"], r["gradients"],
+        [[r["rows"], r["statistic_size"], r["build"], r["compile"], r["nuts"], r["warmup"], r["sampling"], r["wall"],
+          r["gradients"],
           r["divergences"], r["sufficient_gradient"] * 1e6, r["per_row_gradient"] * 1e6, r["alpha_sum"]]
          for r in results],
     )  # fmt: skip
@@ -124,10 +130,12 @@ def main(args: argparse.Namespace) -> list[dict]:
             ["NUTS without compilation", large["nuts"] / small["nuts"], "<= 1.5"],
             ["NUTS without compilation, one pass included",
              (large["nuts"] + large["build"]) / (small["nuts"] + small["build"]), ""],
+            ["warm-up without compilation", large["warmup"] / small["warmup"], ""],
+            ["sampling without compilation", large["sampling"] / small["sampling"], ""],
             ["NUTS wall (compilation included)", large["wall"] / small["wall"], ""],
-            ["NUTS time per leapfrog step, without compilation",
-             (large["nuts"] / large["gradients"]) / (small["nuts"] / small["gradients"]), ""],
-            ["leapfrog steps", large["gradients"] / small["gradients"], ""],
+            ["sampling time per leapfrog step, without compilation",
+             (large["sampling"] / large["gradients"]) / (small["sampling"] / small["gradients"]), ""],
+            ["leapfrog steps after warm-up", large["gradients"] / small["gradients"], ""],
             ["leapfrog steps per draw, smallest / largest size",
              f"{small['steps_per_draw']:.3g} / {large['steps_per_draw']:.3g}", ""],
             ["time per gradient, sufficient", large["sufficient_gradient"] / small["sufficient_gradient"], ""],
