@@ -29,6 +29,7 @@ not a parameter of any of them: it equals exact Bayes with prior
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax.scipy.special import gammaln
 import numpyro
 import numpyro.distributions as dist
 
@@ -170,11 +171,10 @@ def _observe(tau, updater, probs, counts, total_count, observe, epsilon: float) 
     the tokens drawn from it (see :func:`models.matrix.observe_rows`).
     """
     check_observe(observe, probs=probs, counts=counts, total_count=total_count)
-    concentration = tau * updater
     with numpyro.plate("row", updater.shape[0]):
         observe_rows(
-            dist.Dirichlet(concentration),
-            lambda total, total_max: dist.DirichletMultinomial(concentration, total, total_count_max=total_max),
+            dist.Dirichlet(tau * updater),
+            lambda total, total_max: PrecisionDirichletMultinomial(tau, updater, total, total_count_max=total_max),
             probs=probs,
             counts=counts,
             total_count=total_count,
@@ -182,3 +182,54 @@ def _observe(tau, updater, probs, counts, total_count, observe, epsilon: float) 
             explicit=False,
             epsilon=epsilon,
         )
+
+
+class PrecisionDirichletMultinomial(dist.Distribution):
+    """``DirichletMultinomial(tau * q, N)`` with a log density that stays exact as ``tau`` grows.
+
+    With integer counts, ``Gamma(a + n) / Gamma(a)`` is the rising factorial
+    ``a (a + 1) ... (a + n - 1)`` (as in :mod:`models.sufficient`), so
+
+        log p(n) = log N! / prod_c n_c!
+                   + sum_c sum_(i < n_c) log(q_c + i / tau) - sum_(i < N) log(1 + i / tau),
+
+    the ``log tau`` terms cancelling. At ``tau -> inf`` this is the
+    multinomial ``sum_c n_c log q_c``; the gamma-function form loses every
+    digit there (differences of ``lgamma`` near ``tau``), and a model whose
+    rows follow the updater exactly drives ``tau`` that far. ``total_count_max``
+    (known before tracing) bounds ``i``; without it the gamma-function form is used.
+    """
+
+    arg_constraints = {"tau": dist.constraints.positive, "updater": dist.constraints.simplex}
+    pytree_data_fields = ("tau", "updater", "total_count", "_base")
+    pytree_aux_fields = ("total_count_max",)
+
+    def __init__(self, tau, updater, total_count, *, total_count_max: int | None = None, validate_args=None):
+        batch_shape = jnp.broadcast_shapes(jnp.shape(tau), jnp.shape(updater)[:-1], jnp.shape(total_count))
+        self.tau = jnp.broadcast_to(tau, batch_shape)
+        self.updater = jnp.broadcast_to(updater, batch_shape + jnp.shape(updater)[-1:])
+        self.total_count = jnp.broadcast_to(total_count, batch_shape)
+        self.total_count_max = total_count_max
+        self._base = dist.DirichletMultinomial(
+            self.tau[..., None] * self.updater, self.total_count, total_count_max=total_count_max
+        )
+        super().__init__(batch_shape, jnp.shape(updater)[-1:], validate_args=validate_args)
+
+    @dist.constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self):
+        return dist.constraints.multinomial(self.total_count)
+
+    def sample(self, key, sample_shape=()):
+        return self._base.sample(key, sample_shape)
+
+    def log_prob(self, value):
+        if self.total_count_max is None:
+            return self._base.log_prob(value)
+        i = jnp.arange(self.total_count_max)
+        inverse_tau = (1.0 / self.tau)[..., None]  # (..., 1)
+        below = i < value[..., None]  # (..., C, J): the terms i < n_c
+        rising = jnp.where(below, self.updater[..., None] + i * inverse_tau[..., None], 1.0)
+        total_below = i < self.total_count[..., None]  # (..., J)
+        total_rising = jnp.where(total_below, jnp.log1p(i * inverse_tau), 0.0)
+        coefficient = gammaln(self.total_count + 1.0) - jnp.sum(gammaln(value + 1.0), axis=-1)
+        return coefficient + jnp.sum(jnp.log(rising), axis=(-2, -1)) - jnp.sum(total_rising, axis=-1)

@@ -225,3 +225,31 @@ def test_nuts_recovers_the_generalised_updater_from_sampled_tokens():
         draws = np.asarray(samples[name])
         assert abs(draws.mean() - truth[name]) / draws.std() < 4, (name, draws.mean(), draws.std())
     assert (np.abs(np.asarray(samples["m"]).mean(0) - truth["m"]) / np.asarray(samples["m"]).std(0) < 4).all()
+
+
+@pytest.mark.parametrize("tau", [0.5, 25.0, 1e4])
+def test_precision_dirichlet_multinomial_equals_the_gamma_form(tau):
+    from models.icl import PrecisionDirichletMultinomial
+
+    rng = np.random.default_rng(7)
+    q = rng.dirichlet([1.0, 2.0, 3.0], size=20)
+    counts = rng.multinomial(9, [0.2, 0.3, 0.5], size=20)
+    counts[:3] = 0  # rows with no sampled token
+    stable = PrecisionDirichletMultinomial(tau, q, counts.sum(1), total_count_max=9).log_prob(counts)
+    a, n, total = tau * q, counts, counts.sum(1)  # the gamma-function form, in float64
+    exact = (gammaln(total + 1) - gammaln(n + 1).sum(1) + gammaln(tau) - gammaln(tau + total)
+             + (gammaln(a + n) - gammaln(a)).sum(1))
+    np.testing.assert_allclose(stable, exact, rtol=2e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(stable[:3]), 0.0, atol=1e-5)
+
+
+def test_precision_dirichlet_multinomial_tends_to_the_multinomial():
+    from scipy.stats import multinomial
+
+    from models.icl import PrecisionDirichletMultinomial
+
+    q = np.array([0.7, 0.2, 0.1])
+    counts = np.array([5, 3, 2])
+    # float32: the gamma-function form at this tau has no correct digit left; this one is exact.
+    value = PrecisionDirichletMultinomial(1e20, q, 10, total_count_max=10).log_prob(counts)
+    np.testing.assert_allclose(value, multinomial.logpmf(counts, 10, q), rtol=1e-6)
