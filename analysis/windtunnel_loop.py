@@ -1,0 +1,158 @@
+"""Closing the wind-tunnel loop: log the shipped models as any LLM, fit the ICL models, read off the prior.
+
+DESIGN.md §1 ("Wind tunnels"). Each shipped wind-tunnel model is logged with
+``bayesmatrix log --task windtunnel-WORLD`` and fitted with ``bayesmatrix
+fit``, exactly as a user would log and fit an LLM; the world's prior
+``alpha_true`` is known, so the fit can be checked against it:
+
+- ``dirichlet`` (the full model): ``icl-general`` should find ``alpha_true``
+  with ``decay`` and ``temperature`` near 1, and LOO should not prefer it
+  over exact Bayes (``icl``);
+- ``dirichlet-window4`` (attention over the last 4 tokens only): ``decay``
+  clearly below 1, and LOO prefers ``icl-general``;
+- ``mixture``: ``icl-mixture`` beats the single-Dirichlet ``icl`` by LOO.
+
+``--observe counts`` (the default) fits the tokens sampled from each row
+(``log --samples``), what an outside observer of the model sees;
+``--observe probs`` fits the logged rows themselves, where the fitted
+precision ``tau`` makes every deviation from exact Bayes, however small,
+visible.
+
+    python -m analysis.windtunnel_loop DIR [--observe counts|probs] [--episodes 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+# (shipped model, world, ICL models fitted to it)
+CASES = (
+    ("dirichlet", "dirichlet", ("icl", "icl-general")),
+    ("dirichlet-window4", "dirichlet", ("icl", "icl-general")),
+    ("mixture", "mixture", ("icl", "icl-mixture")),
+)
+
+
+class LoopSettings(NamedTuple):
+    """How each model is logged and fitted."""
+
+    episodes: int = 64
+    length: int = 32
+    samples: int = 10
+    """Tokens sampled per row (``log --samples``)."""
+    observe: str = "counts"
+    """``counts`` (the sampled tokens) or ``probs`` (the rows; fitted in float64)."""
+    num_chains: int = 2
+    num_warmup: int = 300
+    num_samples: int = 300
+    seed: int = 1
+
+
+def logged(workdir: Path, model: str, world: str, settings: LoopSettings) -> Path:
+    """``bayesmatrix log`` of a shipped model on its world's task (reused if already written)."""
+    from bayesmatrix.cli import main
+    from data.windtunnel import shipped_model
+
+    out = workdir / f"{model}.nc"
+    if not out.exists():
+        status = main(["log", "--model", str(shipped_model(model)), "--task", f"windtunnel-{world}",
+                       "--episodes", str(settings.episodes), "--length", str(settings.length),
+                       "--samples", str(settings.samples), "--seed", str(settings.seed), "--out", str(out)])
+        if status != 0:
+            raise RuntimeError(f"bayesmatrix log exited with {status}")
+    return out
+
+
+def fitted(workdir: Path, model: str, world: str, icl_model: str, settings: LoopSettings) -> Path:
+    """``bayesmatrix fit`` of ``icl_model`` to the model's log (reused if already written; summary in OUT.txt)."""
+    from bayesmatrix.cli import main
+
+    out = workdir / f"{model}-{icl_model}-{settings.observe}"
+    if not out.exists():
+        precision = ["--x64"] if settings.observe == "probs" else []
+        with open(f"{out}.txt", "w") as printed, contextlib.redirect_stdout(printed):  # the fit's summary
+            status = main(["fit", str(logged(workdir, model, world, settings)), "--model", icl_model, "--out", str(out),
+                           "--observe", settings.observe, *precision, "--num-chains", str(settings.num_chains),
+                           "--num-warmup", str(settings.num_warmup), "--num-samples", str(settings.num_samples),
+                           "--seed", str(settings.seed), "--quiet", "--no-plots"])
+        if status not in (0, 1):  # 1 flags a failed diagnostic, which the caller reads itself
+            raise RuntimeError(f"bayesmatrix fit exited with {status}")
+    return out
+
+
+def posterior(run_dir: Path, name: str) -> np.ndarray:
+    """Draws of ``name``, chains stacked: (chains * draws, ...)."""
+    import xarray as xr
+
+    with xr.open_datatree(run_dir / "posterior.nc", engine="netcdf4") as tree:
+        values = tree["posterior"][name].values
+    return values.reshape(-1, *values.shape[2:])
+
+
+def divergences(run_dir: Path) -> int:
+    import xarray as xr
+
+    with xr.open_datatree(run_dir / "posterior.nc", engine="netcdf4") as tree:
+        return int(tree["sample_stats"]["diverging"].sum())
+
+
+def loo_gain(first: Path, second: Path) -> tuple[float, float]:
+    """elpd(second) - elpd(first) by PSIS-LOO, and the standard error of that difference."""
+    from analysis.compare import compare_runs
+
+    comparison = compare_runs([first, second])
+    elpd = [float(loo.elpd) for loo in comparison.loo.values()]  # in the order given
+    return elpd[1] - elpd[0], float(comparison.table["dse"].max())
+
+
+def rounded(values: np.ndarray) -> list:
+    return np.round(np.asarray(values, dtype=np.float64), 3).tolist()
+
+
+def interval(draws: np.ndarray) -> str:
+    low, high = np.quantile(draws, [0.03, 0.97])
+    return f"{draws.mean():.3f} [{low:.3f}, {high:.3f}]"  # mean [94% interval]
+
+
+def main(argv=None) -> int:
+    from data.windtunnel import WORLDS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, help="folder for the logs and run directories (reused when rerun)")
+    parser.add_argument("--observe", choices=("counts", "probs"), default="counts")
+    parser.add_argument("--episodes", type=int, default=LoopSettings._field_defaults["episodes"])
+    parser.add_argument("--seed", type=int, default=LoopSettings._field_defaults["seed"])
+    args = parser.parse_args(argv)
+    settings = LoopSettings(episodes=args.episodes, observe=args.observe, seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    rows = settings.episodes * (settings.length + 1)
+    print(f"{settings.episodes} episodes x {settings.length + 1} rows = {rows} rows per log, observing "
+          f"{settings.observe}" + (f" ({settings.samples} tokens per row)" if settings.observe == "counts" else ""))
+    for model, world, (exact, other) in CASES:
+        runs = [fitted(args.out, model, world, name, settings) for name in (exact, other)]
+        gain, dse = loo_gain(*runs)
+        alphas = np.asarray(WORLDS[world].alphas)
+        print(f"\n{model} (world {world}, alpha_true {alphas.tolist()}):")
+        print(f"  LOO: {other} - {exact} = {gain:.1f} +- {dse:.1f}   divergences: "
+              + ", ".join(f"{name} {divergences(run)}" for name, run in zip((exact, other), runs)))
+        for name, run in zip((exact, other), runs):
+            if name == "icl-mixture":
+                print(f"  {name}: w {rounded(posterior(run, 'w').mean(0))}; "
+                      f"s {', '.join(interval(d) for d in posterior(run, 's').T)}; "
+                      f"m {rounded(posterior(run, 'm').mean(0))}")
+                continue
+            sites = ["s", "decay", "temperature"] if name == "icl-general" else ["s"]
+            m = posterior(run, "m")
+            print(f"  {name}: " + "; ".join(f"{site} {interval(posterior(run, site))}" for site in sites)
+                  + f"; m {rounded(m.mean(0))} (sd {rounded(m.std(0))})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Closing the wind-tunnel loop with the shipped models (analysis/windtunnel_loop.py).
+
+Each shipped model is logged through ``bayesmatrix log --task windtunnel-WORLD``
+with 10 tokens sampled per row, and the ICL models are fitted to those tokens
+through ``bayesmatrix fit --observe counts``: the analysis sees only what an
+outside observer of the model would. The full model should look like exact
+Bayes with the world's prior; the sliding-window model, which cannot see past
+its last 4 tokens, should not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, posterior
+from data.windtunnel import WORLDS
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = LoopSettings()
+
+
+@pytest.fixture(scope="module")
+def fit(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("loop")
+
+    def run(model, world, icl_model):
+        return fitted(workdir, model, world, icl_model, SETTINGS)
+
+    return run
+
+
+def test_full_model_recovers_the_world_prior_as_exact_bayes(fit):
+    """Step 4: icl-general finds alpha_true (mean and strength), decay and temperature near 1."""
+    run = fit("dirichlet", "dirichlet", "icl-general")
+    assert divergences(run) == 0
+    alpha_true = np.asarray(WORLDS["dirichlet"].alphas[0])
+    s, m = posterior(run, "s"), posterior(run, "m")
+    assert abs(s.mean() - alpha_true.sum()) < 3 * s.std(), (s.mean(), s.std())
+    m_true = alpha_true / alpha_true.sum()
+    assert np.all(np.abs(m.mean(0) - m_true) < 3 * m.std(0)), (m.mean(0), m.std(0))
+    # near 1: within three posterior sd of it, with a small sd
+    decay, temperature = posterior(run, "decay"), posterior(run, "temperature")
+    assert decay.std() < 0.01 and 1 - decay.mean() < 3 * decay.std(), (decay.mean(), decay.std())
+    assert temperature.std() < 0.05 and abs(temperature.mean() - 1) < 3 * temperature.std()
+
+
+def test_only_the_sliding_window_model_is_flagged(fit):
+    """Step 4b: decay clearly below 1, and LOO for icl-general, for the window model alone."""
+    full_exact = fit("dirichlet", "dirichlet", "icl")
+    full_general = fit("dirichlet", "dirichlet", "icl-general")
+    window_exact = fit("dirichlet-window4", "dirichlet", "icl")
+    window_general = fit("dirichlet-window4", "dirichlet", "icl-general")
+    assert all(divergences(run) == 0 for run in (full_exact, window_exact, window_general))
+
+    assert np.quantile(posterior(window_general, "decay"), 0.97) < 0.95
+    assert np.quantile(posterior(full_general, "decay"), 0.97) > 0.99
+
+    gain, dse = loo_gain(full_exact, full_general)
+    assert gain < 2 * dse, (gain, dse)  # icl-general is no better than exact Bayes
+    gain, dse = loo_gain(window_exact, window_general)
+    assert gain > 4 * dse, (gain, dse)
+
+
+def test_mixture_world_prefers_the_mixture_updater(fit):
+    """Step 4 on the mixture world: icl-mixture beats the single-Dirichlet icl by LOO."""
+    exact = fit("mixture", "mixture", "icl")
+    mixture = fit("mixture", "mixture", "icl-mixture")
+    assert divergences(mixture) == 0
+    gain, dse = loo_gain(exact, mixture)
+    assert gain > 4 * dse, (gain, dse)
