@@ -150,7 +150,7 @@ def main(argv=None) -> int:
             sites = ["s", "decay", "temperature"] if name == "icl-general" else ["s"]
             m = posterior(run, "m")
             print(f"  {name}: " + "; ".join(f"{site} {interval(posterior(run, site))}" for site in sites)
-                  + f"; m {rounded(m.mean(0))} (sd {rounded(m.std(0))})")
+                  + f"; m {rounded(m.mean(0))} (sd {[float(f'{sd:.2g}') for sd in m.std(0)]})")
     return 0
 
 

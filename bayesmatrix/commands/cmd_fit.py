@@ -82,4 +82,6 @@ def _run(args) -> int:
     result = fit(args.log, options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
     diagnosis = diagnose_datatree(result.datatree, args.method, result.info.get("converged"))
     print(format_diagnosis(diagnosis, title=f"{args.model} by {args.method}: {result.path}"))
+    if diagnosis.flags and args.method == "nuts" and not args.x64:
+        print("hint: this fit ran in float32; a precise log (a large fitted tau or strength) needs --x64")
     return 0
