@@ -24,7 +24,8 @@ visible.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,34 +56,41 @@ class LoopSettings(NamedTuple):
 
 def logged(workdir: Path, model: str, world: str, settings: LoopSettings) -> Path:
     """``bayesmatrix log`` of a shipped model on its world's task (reused if already written)."""
-    from bayesmatrix.cli import main
     from data.windtunnel import shipped_model
 
     out = workdir / f"{model}.nc"
     if not out.exists():
-        status = main(["log", "--model", str(shipped_model(model)), "--task", f"windtunnel-{world}",
-                       "--episodes", str(settings.episodes), "--length", str(settings.length),
-                       "--samples", str(settings.samples), "--seed", str(settings.seed), "--out", str(out)])
-        if status != 0:
-            raise RuntimeError(f"bayesmatrix log exited with {status}")
+        _bayesmatrix(["log", "--model", str(shipped_model(model)), "--task", f"windtunnel-{world}",
+                      "--episodes", str(settings.episodes), "--length", str(settings.length),
+                      "--samples", str(settings.samples), "--seed", str(settings.seed), "--out", str(out)],
+                     f"{out}.txt")
     return out
 
 
 def fitted(workdir: Path, model: str, world: str, icl_model: str, settings: LoopSettings) -> Path:
     """``bayesmatrix fit`` of ``icl_model`` to the model's log (reused if already written; summary in OUT.txt)."""
-    from bayesmatrix.cli import main
-
     out = workdir / f"{model}-{icl_model}-{settings.observe}"
     if not out.exists():
         precision = ["--x64"] if settings.observe == "probs" else []
-        with open(f"{out}.txt", "w") as printed, contextlib.redirect_stdout(printed):  # the fit's summary
-            status = main(["fit", str(logged(workdir, model, world, settings)), "--model", icl_model, "--out", str(out),
-                           "--observe", settings.observe, *precision, "--num-chains", str(settings.num_chains),
-                           "--num-warmup", str(settings.num_warmup), "--num-samples", str(settings.num_samples),
-                           "--seed", str(settings.seed), "--quiet", "--no-plots"])
-        if status not in (0, 1):  # 1 flags a failed diagnostic, which the caller reads itself
-            raise RuntimeError(f"bayesmatrix fit exited with {status}")
+        _bayesmatrix(["fit", str(logged(workdir, model, world, settings)), "--model", icl_model, "--out", str(out),
+                      "--observe", settings.observe, *precision, "--num-chains", str(settings.num_chains),
+                      "--num-warmup", str(settings.num_warmup), "--num-samples", str(settings.num_samples),
+                      "--seed", str(settings.seed), "--quiet", "--no-plots"],
+                     f"{out}.txt")
     return out
+
+
+def _bayesmatrix(arguments: list[str], printed: str) -> None:
+    """Run ``bayesmatrix ARGUMENTS`` as its own process, as a user would; its output goes to ``printed``.
+
+    A fresh process per command also gives each fit its own JAX set-up (one
+    host device per chain), whatever this process has configured.
+    """
+    with open(printed, "w") as output:
+        status = subprocess.run([sys.executable, "-m", "bayesmatrix.cli", *arguments], stdout=output,
+                                stderr=subprocess.STDOUT).returncode
+    if status != 0:
+        raise RuntimeError(f"bayesmatrix {arguments[0]} exited with {status}; its output is in {printed}")
 
 
 def posterior(run_dir: Path, name: str) -> np.ndarray:
