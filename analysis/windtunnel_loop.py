@@ -18,7 +18,7 @@ fit``, exactly as a user would log and fit an LLM; the world's prior
 precision ``tau`` makes every deviation from exact Bayes, however small,
 visible.
 
-    python -m analysis.windtunnel_loop DIR [--observe counts|probs] [--episodes 64]
+    python -m analysis.windtunnel_loop DIR [--observe counts|probs] [--episodes 64] [--num-samples 200]
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class LoopSettings(NamedTuple):
     observe: str = "counts"
     """``counts`` (the sampled tokens) or ``probs`` (the rows; fitted in float64)."""
     num_chains: int = 2
-    num_warmup: int = 300
-    num_samples: int = 300
+    num_warmup: int = 200
+    num_samples: int = 200
     seed: int = 1
 
 
@@ -131,12 +131,16 @@ def main(argv=None) -> int:
     from data.windtunnel import WORLDS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path, help="folder for the logs and run directories (reused when rerun)")
+    parser.add_argument("out", type=Path, help="folder for the logs and run directories; what it already holds "
+                        "is reused, so other settings need another folder")
     parser.add_argument("--observe", choices=("counts", "probs"), default="counts")
     parser.add_argument("--episodes", type=int, default=LoopSettings._field_defaults["episodes"])
+    parser.add_argument("--num-warmup", type=int, default=LoopSettings._field_defaults["num_warmup"])
+    parser.add_argument("--num-samples", type=int, default=LoopSettings._field_defaults["num_samples"])
     parser.add_argument("--seed", type=int, default=LoopSettings._field_defaults["seed"])
     args = parser.parse_args(argv)
-    settings = LoopSettings(episodes=args.episodes, observe=args.observe, seed=args.seed)
+    settings = LoopSettings(episodes=args.episodes, observe=args.observe, num_warmup=args.num_warmup,
+                            num_samples=args.num_samples, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
     rows = settings.episodes * (settings.length + 1)

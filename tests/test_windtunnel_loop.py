@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, posterior
+from analysis.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, main, posterior
 from data.windtunnel import WORLDS
 
 pytestmark = pytest.mark.slow
@@ -22,9 +22,12 @@ SETTINGS = LoopSettings()
 
 
 @pytest.fixture(scope="module")
-def fit(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("loop")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("loop")
 
+
+@pytest.fixture(scope="module")
+def fit(workdir):
     def run(model, world, icl_model):
         return fitted(workdir, model, world, icl_model, SETTINGS)
 
@@ -70,3 +73,14 @@ def test_mixture_world_prefers_the_mixture_updater(fit):
     assert divergences(mixture) == 0
     gain, dse = loo_gain(exact, mixture)
     assert gain > 4 * dse, (gain, dse)
+
+
+def test_the_script_prints_every_case_from_the_same_runs(fit, workdir, capsys):
+    for model, world, icl_model in [("dirichlet", "dirichlet", "icl"), ("dirichlet", "dirichlet", "icl-general"),
+                                    ("dirichlet-window4", "dirichlet", "icl"),
+                                    ("dirichlet-window4", "dirichlet", "icl-general"),
+                                    ("mixture", "mixture", "icl"), ("mixture", "mixture", "icl-mixture")]:
+        fit(model, world, icl_model)  # already there when the tests above ran: the script reuses them
+    assert main([str(workdir)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("LOO: ") == 3 and "decay" in printed and "icl-mixture: w [" in printed
