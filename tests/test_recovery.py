@@ -28,7 +28,7 @@ EPISODES, LENGTH = 150, 16
 def fit_nuts(ds, model):
     model_input = prepare(ds, model)
     return nuts(
-        MODELS[model].function, model_input.kwargs, num_samples=1000, num_warmup=500, num_chains=2, seed=3,
+        MODELS[model].function, model_input.kwargs, num_samples=500, num_warmup=400, num_chains=2, seed=3,
         coords=model_input.coords, dims=model_input.dims, progress_bar=False,
     )
 
