@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collected no tests: that is a failure, not a pass.
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -ra; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
 	exit $$status

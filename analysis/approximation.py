@@ -85,8 +85,8 @@ def fit_mixtures(train, components: Sequence[int], seed: int = 0, steps: int = 3
     import jax.numpy as jnp
     from numpyro.optim import Adam
 
-    from models.mixture import dirichlet_mixture
-    from models.priors import strength_prior
+    from bayesmatrix.models.mixture import dirichlet_mixture
+    from bayesmatrix.models.priors import strength_prior
 
     train = np.clip(np.asarray(train, dtype=np.float64), EPSILON, None)
     train = jnp.asarray(train / train.sum(axis=1, keepdims=True), dtype=jnp.float32)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from data.errors import InputError
+from bayesmatrix.data.errors import InputError
 
 
 class Comparison(NamedTuple):
@@ -66,7 +66,7 @@ def compare_datatrees(datatrees: dict[str, Any]) -> Comparison:
 
 def compare_runs(run_dirs) -> Comparison:
     """Compare run directories; they must have been fitted to the same log and rows."""
-    from inference.rundir import read_run
+    from bayesmatrix.inference.rundir import read_run
 
     if len(run_dirs) < 2:
         raise InputError("compare needs at least two run directories", field="RUN_DIR")

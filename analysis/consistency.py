@@ -38,7 +38,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from analysis.metrics import max_pairwise_total_variation, mean_and_mcse
+from bayesmatrix.analysis.metrics import max_pairwise_total_variation, mean_and_mcse
 
 Predictive = Callable[[np.ndarray], np.ndarray]
 
@@ -221,8 +221,8 @@ def updater_predictive(alpha, decay: float = 1.0, temperature: float = 1.0) -> P
     ``(alpha + w_k) / (sum(alpha) + sum(w_k))`` tempered by ``temperature``, with
     recency-weighted counts ``w_k``; ``decay = 1, temperature = 1`` is exact Bayes.
     """
-    from data.simulate import updater_predictive as closed_form
-    from data.simulate import weighted_counts
+    from bayesmatrix.data.simulate import updater_predictive as closed_form
+    from bayesmatrix.data.simulate import weighted_counts
 
     alpha = np.asarray(alpha, dtype=np.float64)
 
@@ -245,7 +245,7 @@ def task_predictive(loaded, task, batch_size: int = 32) -> Predictive:
     """
     import torch
 
-    from data.llm import episode_tokens, task_column_ids
+    from bayesmatrix.data.llm import episode_tokens, task_column_ids
 
     column_ids = task_column_ids(loaded.tokenizer, task)
     model = loaded.model
@@ -311,7 +311,7 @@ def check(
 
 def task_multisets(task, num_multisets: int, length: int, seed: int = 0) -> np.ndarray:
     """Observation multisets drawn as the logger draws episodes: ``pi ~ Dirichlet(alpha)``, then ``length`` draws."""
-    from data.tasks import draw_episode
+    from bayesmatrix.data.tasks import draw_episode
 
     return np.stack([draw_episode(task, length, seed, episode) for episode in range(num_multisets)])
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from data.errors import InputError
+from bayesmatrix.data.errors import InputError
 
 ICL_MODELS = ("icl", "icl-general", "icl-mixture", "icl-none", "icl-frequency")
 MARKER = "demo.json"
@@ -113,7 +113,7 @@ def run_demo(out: str | Path = "demo-out", quick: bool = False, seed: int = 0) -
 
     _stage(1, total, "loading SmolLM2-135M-Instruct (about 20 s)")
     t = time.perf_counter()
-    from data.llm import load_model
+    from bayesmatrix.data.llm import load_model
 
     loaded = load_model("smollm2")
     t = clock("load", t)
@@ -129,13 +129,13 @@ def run_demo(out: str | Path = "demo-out", quick: bool = False, seed: int = 0) -
     t = clock("consistency", t)
 
     _stage(5, total, "Dirichlet-mixture approximation of a logistic-normal prior, K = 1..6")
-    from analysis.approximation import approximation_curve
+    from bayesmatrix.analysis.approximation import approximation_curve
 
     approximation = approximation_curve(num_rows=settings.approximation_rows, seed=seed, steps=settings.approximation_steps)
     t = clock("approximation", t)
 
     _stage(6, total, "report: diagnostics, LOO comparison, figures")
-    from analysis.report import approximation_section, build_report, consistency_section, format_findings
+    from bayesmatrix.analysis.report import approximation_section, build_report, consistency_section, format_findings
 
     report = build_report(
         runs,
@@ -189,16 +189,16 @@ def run_demo(out: str | Path = "demo-out", quick: bool = False, seed: int = 0) -
         },
         "report": report.path.name,
     }
-    from data.atomic import write_text_atomic
+    from bayesmatrix.data.atomic import write_text_atomic
 
     write_text_atomic(out / MARKER, json.dumps(record, indent=2) + "\n")
     return DemoResult(out=out, report=report.path, summary=summary, record=record)
 
 
 def _log_tasks(loaded, out: Path, settings: DemoSettings, seed: int, say) -> dict[str, Path]:
-    from data.llm import RowOptions, log_task
-    from data.llmlog import write_log
-    from data.tasks import get_task
+    from bayesmatrix.data.llm import RowOptions, log_task
+    from bayesmatrix.data.llmlog import write_log
+    from bayesmatrix.data.tasks import get_task
 
     logs = {}
     for name, episodes in (("coin", settings.coin_episodes), ("die", settings.die_episodes)):
@@ -210,8 +210,8 @@ def _log_tasks(loaded, out: Path, settings: DemoSettings, seed: int, say) -> dic
 
 
 def _fit_all(logs: dict[str, Path], out: Path, settings: DemoSettings, seed: int, say) -> list[Path]:
-    from analysis.plots import run_figures
-    from inference.fit import FitOptions, fit
+    from bayesmatrix.analysis.plots import run_figures
+    from bayesmatrix.inference.fit import FitOptions, fit
 
     plan = [("coin", model, "nuts") for model in settings.coin_models]
     plan.append(("coin", "icl-general", "svi"))
@@ -239,8 +239,8 @@ def _fit_all(logs: dict[str, Path], out: Path, settings: DemoSettings, seed: int
 
 
 def _consistency(loaded, settings: DemoSettings, seed: int) -> list[Any]:
-    from analysis.consistency import check, task_multisets, task_predictive
-    from data.tasks import get_task
+    from bayesmatrix.analysis.consistency import check, task_multisets, task_predictive
+    from bayesmatrix.data.tasks import get_task
 
     coin = get_task("coin")
     results = [
@@ -277,10 +277,10 @@ def _consistency(loaded, settings: DemoSettings, seed: int) -> list[Any]:
 
 def _windtunnel():
     """The shipped wind-tunnel transformer as a loaded model and the task its prompts render, or None."""
-    from data.llm import LoadedModel
-    from data.tasks import Task
-    from data.windtunnel.modeling import load, shipped_model
-    from data.windtunnel.worlds import PROMPT_HEADER, PROMPT_OBSERVATION
+    from bayesmatrix.data.llm import LoadedModel
+    from bayesmatrix.data.tasks import Task
+    from bayesmatrix.data.windtunnel.modeling import load, shipped_model
+    from bayesmatrix.data.windtunnel.worlds import PROMPT_HEADER, PROMPT_OBSERVATION
 
     try:
         trained = load(shipped_model(WINDTUNNEL_WORLD))

@@ -52,7 +52,7 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
     """Diagnose a fitted DataTree (from ``fit`` or read back from a run directory)."""
     import arviz_stats as azs
 
-    from inference.fit import global_sites
+    from bayesmatrix.inference.fit import global_sites
 
     method = method or datatree.attrs.get("method", "nuts")
     posterior = datatree["posterior"]
@@ -116,7 +116,7 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
 
 def diagnose(run_dir) -> Diagnosis:
     """Diagnose a run directory."""
-    from inference.rundir import read_run
+    from bayesmatrix.inference.rundir import read_run
 
     run = read_run(run_dir)
     return diagnose_datatree(run.datatree, run.info.get("method"), run.info.get("converged"))

@@ -55,7 +55,7 @@ import numpy as np
 from scipy import optimize
 from scipy.special import digamma, gammaln, logsumexp
 
-from analysis.metrics import kl_bits
+from bayesmatrix.analysis.metrics import kl_bits
 
 EPSILON = 1e-6
 RANKS = (1, 2, 4, 8, 16, 32, 64)
@@ -250,7 +250,7 @@ def choose_rank(density_by_rank: dict[int, np.ndarray]) -> int:
 
 def compression_ratio(num_rows: int, num_cols: int, embed_dim: int, rank: int) -> float:
     """Rows x columns over the parameters ``C R + D R + C + 1`` of the rank-R map."""
-    from models.embedding import num_parameters
+    from bayesmatrix.models.embedding import num_parameters
 
     return num_rows * num_cols / num_parameters(num_cols, embed_dim, rank)
 
@@ -314,8 +314,8 @@ def fit_embedding_model(
     progress_bar: bool = False,
 ) -> EmbeddingFit:
     """Fit the embedding model to rows ``probs`` (rows, C) with ``features`` (rows, D) by SVI (mean-field normal guide)."""
-    from inference.svi import svi
-    from models.embedding import embedding
+    from bayesmatrix.inference.svi import svi
+    from bayesmatrix.models.embedding import embedding
 
     probs = np.asarray(probs, dtype=np.float64)
     kwargs = dict(embedding=np.asarray(features, dtype=np.float64), num_cols=probs.shape[1], rank=rank, probs=probs)
@@ -339,7 +339,7 @@ def fit_embedding_model(
 
 def predictive_log_density(fit: EmbeddingFit, probs, features, epsilon: float = EPSILON) -> np.ndarray:
     """Posterior predictive log density of each row, ``log mean_j Dirichlet(clip(p_r) | s_j m_r(theta_j))``: (rows,)."""
-    from models.embedding import row_log_density
+    from bayesmatrix.models.embedding import row_log_density
 
     per_draw = np.asarray(
         row_log_density(np.asarray(probs), np.asarray(features), fit.U, fit.V, fit.b, fit.s, epsilon),
@@ -350,7 +350,7 @@ def predictive_log_density(fit: EmbeddingFit, probs, features, epsilon: float = 
 
 def posterior_mean_rows(fit: EmbeddingFit, features, chunk: int = 20) -> np.ndarray:
     """The posterior mean of ``m_r`` for every row (rows, C), averaged over draws in chunks to bound memory."""
-    from models.embedding import row_means
+    from bayesmatrix.models.embedding import row_means
 
     total = 0.0
     for start in range(0, len(fit.s), chunk):
@@ -361,7 +361,7 @@ def posterior_mean_rows(fit: EmbeddingFit, features, chunk: int = 20) -> np.ndar
 
 def posterior_mean_map(fit: EmbeddingFit) -> np.ndarray:
     """The posterior mean of the identified logit map ``W = U V^T`` centred over columns: (C, D)."""
-    from models.embedding import logit_map
+    from bayesmatrix.models.embedding import logit_map
 
     return np.asarray(logit_map(fit.U, fit.V), dtype=np.float64).mean(axis=0)
 
@@ -396,7 +396,7 @@ def prepare_rows(ds, num_columns: int | None, train_rows: np.ndarray) -> tuple[n
     column into ``<other>``; by the Dirichlet's aggregation property the folded
     rows follow the same kind of model with fewer columns.
     """
-    from data.llmlog import OTHER
+    from bayesmatrix.data.llmlog import OTHER
 
     probs = np.asarray(ds["probs"].values, dtype=np.float64)
     labels = [str(c) for c in ds["col"].values]
@@ -420,7 +420,7 @@ def shrink_log(ds, num_columns: int, seed: int = 0):
     top-K columns becomes small enough to ship. Prompts, embeddings and
     attributes are kept; ``shrunk_from_columns`` records the original width.
     """
-    from data.llmlog import make_log
+    from bayesmatrix.data.llmlog import make_log
 
     train = split_rows(int(ds.sizes["row"]), SPLIT_FRACTIONS, seed)[0]
     probs, columns = prepare_rows(ds, num_columns, train)
@@ -467,8 +467,8 @@ def embedding_study(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from data.errors import InputError
-    from models.embedding import apply_features, fit_features, num_parameters
+    from bayesmatrix.data.errors import InputError
+    from bayesmatrix.models.embedding import apply_features, fit_features, num_parameters
 
     file = file or ds.encoding.get("source") or "<in memory>"
     if "embedding" not in ds:
@@ -616,7 +616,7 @@ def plot_continuity(pairs, continuity, path: Path, bins: int = 30) -> Path:
     ax.set_title("Continuity: next-token distribution distance against embedding distance")
     ax.legend(fontsize=7, loc="lower right", markerscale=4)
     fig.tight_layout()
-    from data.atomic import atomic_path
+    from bayesmatrix.data.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -626,7 +626,7 @@ def plot_continuity(pairs, continuity, path: Path, bins: int = 30) -> Path:
 
 def write_study(study: EmbeddingStudy, out: str | Path) -> list[Path]:
     """Write heldout.csv, ranks.csv, continuity.csv, pairs.csv, summary.json and continuity.png into ``out``."""
-    from data.atomic import atomic_path, write_text_atomic
+    from bayesmatrix.data.atomic import atomic_path, write_text_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -683,14 +683,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
-    from data.errors import InputError
+    from bayesmatrix.data.errors import InputError
 
     try:
         ranks = tuple(int(r) for r in args.ranks.split(","))
     except ValueError:
         print(f"error: --ranks: {args.ranks!r} is not a comma-separated list of integers", file=sys.stderr)
         return 2
-    from data.llmlog import OTHER, read_log
+    from bayesmatrix.data.llmlog import OTHER, read_log
 
     if (args.out is None) == (args.shrink is None):
         print("error: give exactly one of --out DIR (the study) or --shrink FILE", file=sys.stderr)
@@ -700,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.shrink is not None:
             if not args.columns:
                 raise InputError("must be a positive number of columns to keep", field="--columns")
-            from data.llmlog import write_log
+            from bayesmatrix.data.llmlog import write_log
 
             write_log(shrink_log(ds, args.columns, args.seed), args.shrink)
             print(f"wrote {args.shrink}: {args.columns} columns and {OTHER!r} from {ds.sizes['col']}")

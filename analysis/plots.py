@@ -23,7 +23,7 @@ def _pyplot():
 
 def global_site_names(datatree, limit: int = 8) -> list[str]:
     """Global, labelled posterior sites (see :func:`inference.fit.global_sites`); at most ``limit``."""
-    from inference.fit import global_sites
+    from bayesmatrix.inference.fit import global_sites
 
     return global_sites(datatree)[:limit]
 

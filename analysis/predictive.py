@@ -43,8 +43,8 @@ def fitted_predictive(run, ds, num_draws: int = 200, seed: int = 0) -> FittedPre
     import jax
     from numpyro import handlers
 
-    from inference.fit import FitOptions, prepare_for
-    from models import MODELS
+    from bayesmatrix.inference.fit import FitOptions, prepare_for
+    from bayesmatrix.models import MODELS
 
     model_name = run.info["model"]
     # Rebuilt with every option of the fit (rank included), not a hand-picked subset; the row

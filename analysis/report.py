@@ -35,7 +35,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from data.errors import InputError
+from bayesmatrix.data.errors import InputError
 
 # Site names whose rows the findings read from the icl-general run.
 GENERAL_MODEL = "icl-general"
@@ -103,9 +103,9 @@ def run_label(run) -> str:
 
 def diagnostics_section(run, work_dir: Path) -> Section:
     """ArviZ summary with failed rows marked, the run-level checks, and the run's plots."""
-    from analysis.diagnostics import diagnose_datatree
-    from analysis.plots import run_figures
-    from inference.rundir import PLOTS_DIR
+    from bayesmatrix.analysis.diagnostics import diagnose_datatree
+    from bayesmatrix.analysis.plots import run_figures
+    from bayesmatrix.inference.rundir import PLOTS_DIR
 
     diagnosis = diagnose_datatree(run.datatree, run.info.get("method"), run.info.get("converged"))
     columns = [c for c in ("mean", "sd", "eti94_lb", "eti94_ub", "ess_bulk", "ess_tail", "r_hat", "flag") if c in diagnosis.table]
@@ -148,8 +148,8 @@ def comparison_sections(runs, work_dir: Path) -> tuple[list[Section], dict[str, 
 
     Returns the sections and, by data sha256, the comparison table.
     """
-    from analysis.compare import compare_runs
-    from analysis.plots import plot_loo_compare
+    from bayesmatrix.analysis.compare import compare_runs
+    from bayesmatrix.analysis.plots import plot_loo_compare
 
     groups: dict[tuple, list] = {}
     for run in runs:
@@ -180,7 +180,7 @@ def comparison_sections(runs, work_dir: Path) -> tuple[list[Section], dict[str, 
 
 
 def _is_icl_run(run) -> bool:
-    from models import MODELS
+    from bayesmatrix.models import MODELS
 
     spec = MODELS.get(run.info.get("model", ""))
     return spec is not None and spec.family == "icl"
@@ -200,7 +200,7 @@ def episode_observations(ds, rows: np.ndarray) -> list[str]:
 
 
 def _by_position(values: np.ndarray, position: np.ndarray):
-    from analysis.metrics import mean_and_mcse
+    from bayesmatrix.analysis.metrics import mean_and_mcse
 
     positions = np.unique(position)
     means, errors = [], []
@@ -222,11 +222,11 @@ def log_section(
     num_draws: int = 200,
 ) -> Section:
     """The pictures of one ICL log and the runs fitted to it."""
-    from analysis.metrics import entropy_bits, kl_bits
-    from analysis.plots import plot_fitted_predictive, plot_instrumented, plot_kl_entropy, plot_posterior_predictive
-    from analysis.predictive import fitted_predictive, posterior_predictive_datatree
-    from data.llmlog import task_of
-    from inference.rundir import file_sha256
+    from bayesmatrix.analysis.metrics import entropy_bits, kl_bits
+    from bayesmatrix.analysis.plots import plot_fitted_predictive, plot_instrumented, plot_kl_entropy, plot_posterior_predictive
+    from bayesmatrix.analysis.predictive import fitted_predictive, posterior_predictive_datatree
+    from bayesmatrix.data.llmlog import task_of
+    from bayesmatrix.inference.rundir import file_sha256
 
     name = Path(log_path).name
     stem = Path(log_path).stem
@@ -352,7 +352,7 @@ class Findings(NamedTuple):
 
 def findings_of(runs, tables: dict[str, Any]) -> list[Findings]:
     """One :class:`Findings` per log with an ``icl-general`` run (NUTS preferred over SVI)."""
-    from inference.fit import summarize
+    from bayesmatrix.inference.fit import summarize
 
     found = []
     seen = set()
@@ -432,7 +432,7 @@ def format_findings(findings: Findings) -> str:
 
 
 def _explanation(label: str) -> str:
-    from models import MODELS
+    from bayesmatrix.models import MODELS
 
     spec = MODELS.get(label.split(" (")[0])
     return spec.description if spec is not None else label
@@ -445,8 +445,8 @@ def _explanation(label: str) -> str:
 
 def consistency_section(results, work_dir: Path) -> Section:
     """The exchangeability and martingale checks of several models, as a table and a figure."""
-    from analysis.consistency import consistency_table
-    from analysis.plots import plot_consistency
+    from bayesmatrix.analysis.consistency import consistency_table
+    from bayesmatrix.analysis.plots import plot_consistency
 
     table = consistency_table(results)
     body = (
@@ -462,7 +462,7 @@ def consistency_section(results, work_dir: Path) -> Section:
 
 def approximation_section(result, work_dir: Path) -> Section:
     """Held-out log density of Dirichlet mixtures with K components fitted to a non-Dirichlet prior."""
-    from analysis.plots import plot_approximation
+    from bayesmatrix.analysis.plots import plot_approximation
 
     path = plot_approximation(result.components, result.held_out, result.held_out_se,
                               work_dir / "approximation.png", reference=result.reference)
@@ -556,9 +556,9 @@ def build_report(
     Bad input (a folder that is not a run directory, a file that is not an LLM
     log) raises :class:`InputError` before anything is written.
     """
-    from data.atomic import atomic_path
-    from data.llmlog import read_log
-    from inference.rundir import read_run
+    from bayesmatrix.data.atomic import atomic_path
+    from bayesmatrix.data.llmlog import read_log
+    from bayesmatrix.inference.rundir import read_run
 
     out = Path(out)
     if not run_dirs and not logs:
@@ -592,7 +592,7 @@ def build_report(
 
 
 def _sha(path: Path) -> str:
-    from inference.rundir import file_sha256
+    from bayesmatrix.inference.rundir import file_sha256
 
     return file_sha256(path)
 

@@ -121,7 +121,7 @@ def setups(epsilon: float) -> dict[str, tuple[Callable, dict, str, list[str]]]:
     """The SBC set-ups run by ``python -m analysis.sbc``: model, its keyword data, observed site, parameters."""
     import jax.numpy as jnp
 
-    from models import MODELS
+    from bayesmatrix.models import MODELS
 
     return {
         "matrix": (

@@ -56,7 +56,7 @@ class LoopSettings(NamedTuple):
 
 def logged(workdir: Path, model: str, world: str, settings: LoopSettings) -> Path:
     """``bayesmatrix log`` of a shipped model on its world's task (reused if already written)."""
-    from data.windtunnel import shipped_model
+    from bayesmatrix.data.windtunnel import shipped_model
 
     out = workdir / f"{model}.nc"
     if not out.exists():
@@ -111,7 +111,7 @@ def divergences(run_dir: Path) -> int:
 
 def loo_gain(first: Path, second: Path) -> tuple[float, float]:
     """elpd(second) - elpd(first) by PSIS-LOO, and the standard error of that difference."""
-    from analysis.compare import compare_runs
+    from bayesmatrix.analysis.compare import compare_runs
 
     comparison = compare_runs([first, second])
     elpd = [float(loo.elpd) for loo in comparison.loo.values()]  # in the order given
@@ -128,7 +128,7 @@ def interval(draws: np.ndarray) -> str:
 
 
 def main(argv=None) -> int:
-    from data.windtunnel import WORLDS
+    from bayesmatrix.data.windtunnel import WORLDS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="folder for the logs and run directories; what it already holds "

@@ -1,10 +1,21 @@
 """bayesmatrix: an LLM as a Bayesian stand-in for one enormous matrix.
 
-The library lives in the top-level packages ``data``, ``models``, ``inference``
-and ``analysis``; this package holds the one command, ``bayesmatrix``, that
-wires them together.
+One import name holds the layers (docs/architecture.md): ``bayesmatrix.data``
+(the LLM log, logging LLMs, importers), ``bayesmatrix.models`` (NumPyro
+models), ``bayesmatrix.inference`` (NUTS, SVI, run directories),
+``bayesmatrix.analysis`` (diagnostics, comparison, the report),
+``bayesmatrix.workflows`` (end-to-end pipelines) and ``bayesmatrix.commands``
+(the command line). Importing this package loads none of them.
 """
 
-from data.llmlog import software_version
+from importlib import metadata as _metadata
 
-__version__ = software_version()
+
+def _version() -> str:
+    try:
+        return _metadata.version("bayesmatrix")
+    except _metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+__version__ = _version()

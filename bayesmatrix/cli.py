@@ -9,7 +9,7 @@ import sys
 from typing import Sequence
 
 import bayesmatrix.commands as _commands
-from data.errors import InputError
+from bayesmatrix.data.errors import InputError
 
 # Order of the subcommands in --help; a module not listed here comes last.
 ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "windtunnel", "demo"]
@@ -22,13 +22,44 @@ class OneLineParser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, rest = super().parse_known_args(args, namespace)
+        # A subcommand's parser runs inside its parent's: the innermost one records itself first.
+        if not hasattr(parsed, "_leaf_parser"):
+            parsed._leaf_parser = self
+        return parsed, rest
+
+
+def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's Python name (its ``dest``) and the flag a user types for it."""
+    flags = {}
+    for action in parser._actions:
+        long_forms = [option for option in action.option_strings if option.startswith("--")]
+        if long_forms:
+            flags[action.dest] = long_forms[0]
+    return flags
+
+
+def user_facing(error: InputError, parser: argparse.ArgumentParser) -> InputError:
+    """``error`` with a field that is one of the command's options named by its flag.
+
+    Library code raises :class:`InputError` with Python names (``field="num_samples"``);
+    only here, at the command line, does a field become ``--num-samples``. Fields of a
+    file (``file=`` set) keep their names: they are variables or keys of that file.
+    """
+    if error.file is None and error.field is not None:
+        flag = option_flags(parser).get(error.field)
+        if flag is not None:
+            return error.renamed(flag)
+    return error
+
 
 def _command_modules() -> list[str]:
     found = [info.name.removeprefix("cmd_") for info in pkgutil.iter_modules(_commands.__path__)]
     return sorted(found, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
-def build_parser(prog: str = "bayesmatrix", only: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(prog: str = "bayesmatrix") -> argparse.ArgumentParser:
     from bayesmatrix import __version__
 
     parser = OneLineParser(
@@ -39,20 +70,19 @@ def build_parser(prog: str = "bayesmatrix", only: Sequence[str] | None = None) -
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     subparsers.required = True
     for name in _command_modules():
-        if only is not None and name not in only:
-            continue
         module = importlib.import_module(f"bayesmatrix.commands.cmd_{name}")
         module.register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "bayesmatrix", only: Sequence[str] | None = None) -> int:
-    parser = build_parser(prog, only)
+def main(argv: Sequence[str] | None = None, prog: str = "bayesmatrix") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         status = args.run(args)
     except InputError as error:
-        sys.stderr.write(f"{prog} {args.command}: error: {error}\n")
+        shown = user_facing(error, getattr(args, "_leaf_parser", parser))
+        sys.stderr.write(f"{prog} {args.command}: error: {shown}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog} {args.command}: interrupted\n")

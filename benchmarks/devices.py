@@ -30,8 +30,8 @@ from benchmarks import CompileClock, print_table
 
 def embedding_inputs(rows: int, cols: int, embed_dim: int, rank: int, seed: int) -> dict:
     """Keyword arguments of the embedding model for a simulated log (``data.simulate.simulate_embedding``)."""
-    from data.simulate import simulate_embedding
-    from inference.prepare import prepare
+    from bayesmatrix.data.simulate import simulate_embedding
+    from bayesmatrix.inference.prepare import prepare
 
     ds = simulate_embedding(rows, cols, embed_dim, rank, concentration=50.0, seed=seed)
     return prepare(ds, "embedding", rank=rank).kwargs
@@ -44,7 +44,7 @@ def elbo_losses(model, model_kwargs, num_rows: int, mesh, seed: int = 0) -> tupl
     from numpyro.infer.autoguide import AutoNormal
     from numpyro.optim import Adam
 
-    from inference.sharding import shard_rows, split_data
+    from bayesmatrix.inference.sharding import shard_rows, split_data
 
     key_init, key_loss = jax.random.split(jax.random.PRNGKey(seed))
     guide = AutoNormal(model)
@@ -63,7 +63,7 @@ def elbo_losses(model, model_kwargs, num_rows: int, mesh, seed: int = 0) -> tupl
 
 def svi_steps_per_second(model, model_kwargs, steps: int, seed: int, clock: CompileClock) -> tuple[float, np.ndarray]:
     """Steps per second of ``inference.svi`` chunks (compilation excluded) and the losses of those steps."""
-    from inference.svi import svi
+    from bayesmatrix.inference.svi import svi
 
     start = time.perf_counter()
     full_data = {name: value for name, value in model_kwargs.items() if name != "batch_size"}
@@ -77,7 +77,7 @@ def nuts_timings(model, args, clock: CompileClock) -> dict[str, float]:
     """Seconds (without compilation) of ``inference.nuts.nuts`` with one chain per device, and of the
     same chains one after another."""
     from benchmarks.peers import simulate_counts
-    from inference.nuts import nuts
+    from bayesmatrix.inference.nuts import nuts
 
     counts, _ = simulate_counts(args.matrix_rows, 20, args.seed)
     data = {"num_rows": args.matrix_rows, "num_cols": 20, "observe": ("counts",), "counts": counts,
@@ -100,7 +100,7 @@ def sequential_nuts(model, model_kwargs, args) -> int:
     import jax
     from numpyro.infer import MCMC, NUTS
 
-    from inference.nuts import EXTRA_FIELDS
+    from bayesmatrix.inference.nuts import EXTRA_FIELDS
 
     mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=args.num_warmup, num_samples=args.num_samples,
                 num_chains=args.devices, chain_method="sequential", progress_bar=False)  # fmt: skip
@@ -111,15 +111,15 @@ def sequential_nuts(model, model_kwargs, args) -> int:
 
 
 def main(args: argparse.Namespace) -> dict:
-    from inference.runtime import configure
+    from bayesmatrix.inference.runtime import configure
 
     configure(num_chains=args.devices, device=args.device)  # the host devices must exist before JAX starts
     import jax
 
-    from inference.runtime import chain_method
-    from inference.sharding import row_mesh, shard_rows
-    from models import matrix
-    from models.embedding import embedding
+    from bayesmatrix.inference.runtime import chain_method
+    from bayesmatrix.inference.sharding import row_mesh, shard_rows
+    from bayesmatrix.models import matrix
+    from bayesmatrix.models.embedding import embedding
 
     clock = CompileClock()
     mesh = row_mesh()

@@ -32,8 +32,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from data.llm import episode_tokens, load_model, log_task, next_token_logprobs, task_column_ids  # noqa: E402
-from data.tasks import draw_episode, get_task  # noqa: E402
+from bayesmatrix.data.llm import episode_tokens, load_model, log_task, next_token_logprobs, task_column_ids  # noqa: E402
+from bayesmatrix.data.tasks import draw_episode, get_task  # noqa: E402
 
 
 def best_time(function, repeats: int) -> float:

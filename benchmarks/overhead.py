@@ -30,7 +30,7 @@ from benchmarks.peers import simulate_counts
 
 
 def measure(name: str, model, model_kwargs, args, clock: CompileClock) -> list:
-    from inference.nuts import nuts
+    from bayesmatrix.inference.nuts import nuts
 
     gradient = gradient_seconds(model, model_kwargs, repeats=args.gradient_repeats, seed=args.seed)
     called = time.perf_counter()
@@ -46,12 +46,12 @@ def measure(name: str, model, model_kwargs, args, clock: CompileClock) -> list:
 
 
 def main(args: argparse.Namespace) -> list[list]:
-    from inference.runtime import configure
+    from bayesmatrix.inference.runtime import configure
 
     configure(num_chains=1, device=args.device)
     clock = CompileClock()
-    from models import matrix
-    from models.sufficient import count_statistics
+    from bayesmatrix.models import matrix
+    from bayesmatrix.models.sufficient import count_statistics
 
     counts, _ = simulate_counts(args.rows, args.cols, args.seed)
     per_row = {"num_rows": args.rows, "num_cols": args.cols, "observe": ("counts",), "counts": counts,

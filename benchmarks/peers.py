@@ -78,9 +78,9 @@ def simulate_counts(rows: int, cols: int, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def run_numpyro(counts, args, clock: CompileClock, sufficient: bool) -> dict:
-    from inference.nuts import nuts
-    from models import matrix
-    from models.sufficient import count_statistics
+    from bayesmatrix.inference.nuts import nuts
+    from bayesmatrix.models import matrix
+    from bayesmatrix.models.sufficient import count_statistics
 
     data = {"num_rows": counts.shape[0], "num_cols": counts.shape[1], "observe": ("counts",)}
     start = time.perf_counter()
@@ -155,7 +155,7 @@ def run_stan(counts, args) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict[str, dict]:
-    from inference.runtime import configure
+    from bayesmatrix.inference.runtime import configure
 
     configure(num_chains=args.num_chains, device=args.device)  # one XLA host device per chain, before JAX starts
     counts, _ = simulate_counts(args.rows, args.cols, args.seed)

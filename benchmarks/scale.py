@@ -53,7 +53,7 @@ def simulate(rows: int, cols: int, embed_dim: int, rank: int, concentration: flo
 
 def first_plateau(losses: np.ndarray, chunk: int, min_steps: int, window: int, tolerance: float) -> int | None:
     """The first chunk boundary at which the driver's plateau criterion held, or None."""
-    from inference.svi import plateaued
+    from bayesmatrix.inference.svi import plateaued
 
     for steps in range(chunk, len(losses) + 1, chunk):
         if steps >= min_steps and plateaued(losses[:steps], window, tolerance):
@@ -77,12 +77,12 @@ def peak_memory_gb() -> float:
 
 
 def main(args: argparse.Namespace) -> dict:
-    from inference.runtime import configure
+    from bayesmatrix.inference.runtime import configure
 
     configure(num_chains=1, device=args.device)
     clock = CompileClock()
-    from inference.svi import svi
-    from models.embedding import embedding as embedding_model
+    from bayesmatrix.inference.svi import svi
+    from bayesmatrix.models.embedding import embedding as embedding_model
 
     start = time.perf_counter()
     embedding, probs = simulate(args.rows, args.cols, args.embed_dim, args.rank, args.concentration, args.seed)

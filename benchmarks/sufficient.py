@@ -50,9 +50,9 @@ def simulate_counts(rows: int, cols: int, per_row: int, seed: int) -> np.ndarray
 
 
 def measure(rows: int, args, clock: CompileClock) -> dict:
-    from inference.nuts import nuts
-    from models import matrix
-    from models.sufficient import count_statistics
+    from bayesmatrix.inference.nuts import nuts
+    from bayesmatrix.models import matrix
+    from bayesmatrix.models.sufficient import count_statistics
 
     counts = simulate_counts(rows, args.cols, args.per_row, args.data_seed)
     start = time.perf_counter()
@@ -91,9 +91,9 @@ def measure(rows: int, args, clock: CompileClock) -> dict:
 
 def steps_per_draw(rows: int, regularize: bool, args) -> list[float]:
     """Leapfrog steps per draw after warm-up, one number per seed in ``args.step_seeds`` (same data)."""
-    from inference.nuts import nuts
-    from models import matrix
-    from models.sufficient import count_statistics
+    from bayesmatrix.inference.nuts import nuts
+    from bayesmatrix.models import matrix
+    from bayesmatrix.models.sufficient import count_statistics
 
     statistics = count_statistics(simulate_counts(rows, args.cols, args.per_row, args.data_seed))
     data = {"num_rows": rows, "num_cols": args.cols, "observe": ("counts",), "count_statistics": statistics}
@@ -103,7 +103,7 @@ def steps_per_draw(rows: int, regularize: bool, args) -> list[float]:
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    from inference.runtime import configure
+    from bayesmatrix.inference.runtime import configure
 
     configure(num_chains=args.num_chains, x64=args.x64, device=args.device)
     clock = CompileClock()

@@ -3,7 +3,7 @@
 Depends on nothing else of ours (DESIGN.md §4).
 """
 
-from data.errors import InputError
-from data.llmlog import OTHER, SCHEMA, make_log, read_log, validate_log, write_log
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER, SCHEMA, make_log, read_log, validate_log, write_log
 
 __all__ = ["InputError", "OTHER", "SCHEMA", "make_log", "read_log", "validate_log", "write_log"]

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from data.errors import InputError
-from data.llmlog import OTHER
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER
 
 
 def read_text(path: str | os.PathLike, field: str) -> str:

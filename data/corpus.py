@@ -49,8 +49,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from data.atomic import write_text_atomic
-from data.errors import InputError
+from bayesmatrix.data.atomic import write_text_atomic
+from bayesmatrix.data.errors import InputError
 
 SHIPPED_CORPUS = Path(__file__).parent / "shipped" / "corpus" / "prompts.jsonl"
 SEED = 20250

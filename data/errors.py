@@ -7,7 +7,9 @@ class InputError(ValueError):
     """Bad input from a user: a file, a field of it, or a command-line option.
 
     The message is one line: ``FILE: field 'F', row R: what is wrong``. The CLI
-    prints it on stderr and exits with status 2.
+    prints it on stderr and exits with status 2. Library code names a field by
+    its Python name (``num_samples``); the command line alone shows it as the
+    flag the user typed (``--num-samples``), through :meth:`renamed`.
     """
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None, row: int | None = None):
@@ -27,3 +29,7 @@ class InputError(ValueError):
             parts.append(", ".join(where) + ":")
         parts.append(" ".join(message.split()))  # one line, always
         super().__init__(" ".join(parts))
+
+    def renamed(self, field: str) -> "InputError":
+        """The same error with the field shown under another name (a command-line flag)."""
+        return InputError(self.reason, file=self.file, field=field, row=self.row)

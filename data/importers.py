@@ -82,9 +82,9 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from data.columns import read_columns as read_column_file
-from data.errors import InputError
-from data.llmlog import OTHER, make_log
+from bayesmatrix.data.columns import read_columns as read_column_file
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER, make_log
 
 FORMATS = ("openai-chat", "openai-completions", "vllm")
 # Reported top-k probabilities may sum a little above 1 from rounding of the logprobs.

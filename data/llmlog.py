@@ -20,15 +20,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
 
-from data.atomic import atomic_path
-from data.errors import InputError
+from bayesmatrix.data.atomic import atomic_path
+from bayesmatrix.data.errors import InputError
 
 SCHEMA = "bayesmatrix.llmlog/1"
 OTHER = "<other>"
@@ -50,10 +49,9 @@ _INTEGER_VARIABLES = ("counts", "context_counts", "episode", "position", "topk_i
 
 
 def software_version() -> str:
-    try:
-        return metadata.version("bayesmatrix")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
+    from bayesmatrix import __version__
+
+    return __version__
 
 
 def make_log(

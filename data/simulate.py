@@ -95,8 +95,8 @@ import numpy as np
 import xarray as xr
 from scipy.special import gammaln, logsumexp
 
-from data.errors import InputError
-from data.llmlog import OTHER, make_log
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER, make_log
 
 # Gamma draws are floored here before normalising (see the module docstring).
 GAMMA_FLOOR = 1e-300

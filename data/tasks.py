@@ -29,7 +29,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from data.errors import InputError
+from bayesmatrix.data.errors import InputError
 
 # Episodes draw from numpy streams keyed (WORLD_STREAM, episode) under the user's seed.
 WORLD_STREAM = 0
@@ -121,7 +121,7 @@ def get_task(name: str, labels: Sequence[str] | None = None, alpha: Sequence[flo
     wind-tunnel task, whose world fixes its prior.
     """
     if name.startswith(WINDTUNNEL_PREFIX):
-        from data.windtunnel.worlds import WORLDS, icl_task
+        from bayesmatrix.data.windtunnel.worlds import WORLDS, icl_task
 
         if name.removeprefix(WINDTUNNEL_PREFIX) not in WORLDS:
             raise InputError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}", field="task")
@@ -151,7 +151,7 @@ def get_task(name: str, labels: Sequence[str] | None = None, alpha: Sequence[flo
 
 def known_tasks() -> list[str]:
     """Every task name ``get_task`` accepts: the registry's and one per wind-tunnel world."""
-    from data.windtunnel.worlds import WORLDS
+    from bayesmatrix.data.windtunnel.worlds import WORLDS
 
     return sorted(TASKS) + [WINDTUNNEL_PREFIX + world for world in WORLDS]
 

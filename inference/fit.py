@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from data.errors import InputError
-from data.llmlog import read_log
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import read_log
 
 METHODS = ("nuts", "svi")
 
@@ -69,7 +69,7 @@ def global_sites(datatree) -> list[str]:
 def prepare_for(ds, options: FitOptions):
     """The model input a fit with ``options`` uses: the one call of ``prepare`` that fitting and
     reading a run back (``FitOptions(**run.info["options"])``) share, so both see the same data."""
-    from inference.prepare import prepare
+    from bayesmatrix.inference.prepare import prepare
 
     return prepare(ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank,
                    observe=tuple(options.observe))  # fmt: skip
@@ -91,11 +91,11 @@ def fit(
     figures: Callable[[Any, Path], None] | None = None,
 ) -> FitResult:
     """Read the log, fit ``options.model`` by ``options.method`` and write the run directory ``out``."""
-    from inference.nuts import nuts
-    from inference.rundir import check_destination, file_sha256, package_versions, write_run_dir
-    from inference.runtime import x64_enabled
-    from inference.svi import svi
-    from models import MODELS
+    from bayesmatrix.inference.nuts import nuts
+    from bayesmatrix.inference.rundir import check_destination, file_sha256, package_versions, write_run_dir
+    from bayesmatrix.inference.runtime import x64_enabled
+    from bayesmatrix.inference.svi import svi
+    from bayesmatrix.models import MODELS
 
     if options.model not in MODELS:
         raise InputError(f"unknown model {options.model!r}; choose one of {', '.join(MODELS)}", field="--model")

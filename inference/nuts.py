@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
-from inference.runtime import chain_method
+from bayesmatrix.inference.runtime import chain_method
 
 # Sampler statistics kept for diagnostics: energy gives E-BFMI, diverging the
 # divergences, num_steps the tree depth and the sampler-overhead benchmark.

@@ -15,10 +15,10 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import xarray as xr
 
-from data.errors import InputError
-from data.llmlog import OTHER
-from models import MODELS
-from models.sufficient import count_statistics
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER
+from bayesmatrix.models import MODELS
+from bayesmatrix.models.sufficient import count_statistics
 
 
 class ModelInput(NamedTuple):
@@ -151,7 +151,7 @@ def prepare(
 
 
 def _embedding_features(ds: xr.Dataset, file: str) -> np.ndarray:
-    from models.embedding import apply_features, fit_features
+    from bayesmatrix.models.embedding import apply_features, fit_features
 
     if "embedding" not in ds:
         raise InputError("missing; the embedding model needs a log made with --embeddings", file=file, field="embedding")

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
-from data.errors import InputError
+from bayesmatrix.data.errors import InputError
 
 POSTERIOR_FILE = "posterior.nc"
 RUN_FILE = "run.json"

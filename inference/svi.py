@@ -65,7 +65,7 @@ def make_guide(model: Callable, kind: str = "normal"):
 def _chunk_runner(engine, model_kwargs, chunk):
     import jax
 
-    from inference.sharding import split_data
+    from bayesmatrix.inference.sharding import split_data
 
     # The data go in as arguments: closed over, they would be constants of the compiled
     # program (compile time and memory growing with the data) and lose any sharding.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, NamedTuple
 
-from models.closed_forms import (
+from bayesmatrix.models.closed_forms import (
     clip_simplex,
     decayed_counts,
     dirichlet_predictive,
@@ -22,10 +22,10 @@ from models.closed_forms import (
     sort_components,
     tempered,
 )
-from models.embedding import embedding
-from models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
-from models.matrix import matrix
-from models.mixture import mixture
+from bayesmatrix.models.embedding import embedding
+from bayesmatrix.models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
+from bayesmatrix.models.matrix import matrix
+from bayesmatrix.models.mixture import mixture
 
 
 class ModelSpec(NamedTuple):

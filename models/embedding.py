@@ -34,9 +34,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models.closed_forms import clip_simplex
-from models.matrix import check_observe, observe_rows
-from models.priors import tau_prior
+from bayesmatrix.models.closed_forms import clip_simplex
+from bayesmatrix.models.matrix import check_observe, observe_rows
+from bayesmatrix.models.priors import tau_prior
 
 # The scale of the bias prior: LLM rows spread their logits over about ten
 # nats (probabilities from 1 to the clipping floor of 1e-6), far more than

@@ -33,7 +33,7 @@ from jax.scipy.special import gammaln
 import numpyro
 import numpyro.distributions as dist
 
-from models.closed_forms import (
+from bayesmatrix.models.closed_forms import (
     clip_simplex,
     decayed_counts,
     dirichlet_predictive,
@@ -41,9 +41,9 @@ from models.closed_forms import (
     mixture_predictive,
     tempered,
 )
-from models.matrix import check_observe, observe_rows
-from models.mixture import labelled_components
-from models.priors import (
+from bayesmatrix.models.matrix import check_observe, observe_rows
+from bayesmatrix.models.mixture import labelled_components
+from bayesmatrix.models.priors import (
     decay_prior,
     pseudocount_prior,
     strength_prior,

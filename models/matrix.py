@@ -19,9 +19,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from models.closed_forms import clip_simplex
-from models.priors import strength_prior
-from models.sufficient import CountStatistics, dirmult_log_likelihood
+from bayesmatrix.models.closed_forms import clip_simplex
+from bayesmatrix.models.priors import strength_prior
+from bayesmatrix.models.sufficient import CountStatistics, dirmult_log_likelihood
 
 OBSERVABLE = ("probs", "counts")
 

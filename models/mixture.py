@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from models.closed_forms import sort_components
-from models.matrix import check_observe, observe_rows
-from models.priors import strength_prior
+from bayesmatrix.models.closed_forms import sort_components
+from bayesmatrix.models.matrix import check_observe, observe_rows
+from bayesmatrix.models.priors import strength_prior
 
 
 def mixture(

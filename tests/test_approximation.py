@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import dirichlet
 
-from analysis.approximation import (
+from bayesmatrix.analysis.approximation import (
     approximation_curve,
     logistic_normal_log_density,
     logistic_normal_rows,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bayesmatrix.cli import main
-from data.llmlog import OTHER, make_log, write_log
-from data.simulate import simulate_icl, simulate_matrix
+from bayesmatrix.data.llmlog import OTHER, make_log, write_log
+from bayesmatrix.data.simulate import simulate_icl, simulate_matrix
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis.consistency import (
+from bayesmatrix.analysis.consistency import (
     check,
     consistency_table,
     exchangeability,
@@ -87,10 +87,10 @@ def test_check_and_table(multisets):
 @pytest.fixture(scope="module")
 def windtunnel():
     """The shipped wind-tunnel transformer (100k parameters) as a loaded model, with its task rendering."""
-    from data.llm import LoadedModel
-    from data.tasks import Task
-    from data.windtunnel.modeling import load, shipped_model
-    from data.windtunnel.worlds import PROMPT_HEADER, PROMPT_OBSERVATION
+    from bayesmatrix.data.llm import LoadedModel
+    from bayesmatrix.data.tasks import Task
+    from bayesmatrix.data.windtunnel.modeling import load, shipped_model
+    from bayesmatrix.data.windtunnel.worlds import PROMPT_HEADER, PROMPT_OBSERVATION
 
     trained = load(shipped_model("dirichlet"))
     task = Task("dirichlet world", trained.world.categories, PROMPT_HEADER, PROMPT_OBSERVATION,
@@ -100,10 +100,10 @@ def windtunnel():
 
 @pytest.mark.slow
 def test_task_predictive_reads_what_the_logger_and_the_wind_tunnel_read(windtunnel):
-    from analysis.consistency import task_predictive
-    from analysis.metrics import kl_bits
-    from data.llm import log_task
-    from data.windtunnel.modeling import model_predictive
+    from bayesmatrix.analysis.consistency import task_predictive
+    from bayesmatrix.analysis.metrics import kl_bits
+    from bayesmatrix.data.llm import log_task
+    from bayesmatrix.data.windtunnel.modeling import model_predictive
 
     loaded, task, trained = windtunnel
     predictive = task_predictive(loaded, task)
@@ -123,7 +123,7 @@ def test_task_predictive_reads_what_the_logger_and_the_wind_tunnel_read(windtunn
 
 @pytest.mark.slow
 def test_wind_tunnel_is_nearly_bayesian_on_both_checks(windtunnel):
-    from analysis.consistency import task_multisets, task_predictive
+    from bayesmatrix.analysis.consistency import task_multisets, task_predictive
 
     loaded, task, _ = windtunnel
     result = check("wind tunnel", task_predictive(loaded, task), task.categories, task_multisets(task, 8, 10),

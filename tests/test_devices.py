@@ -15,8 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from inference.sharding import row_mesh, shard_rows, split_data
-from models.sufficient import count_statistics
+from bayesmatrix.inference.sharding import row_mesh, shard_rows, split_data
+from bayesmatrix.models.sufficient import count_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 

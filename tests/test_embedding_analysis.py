@@ -10,7 +10,7 @@ import pytest
 from scipy.special import digamma, softmax
 from scipy.stats import dirichlet
 
-from analysis.embedding import (
+from bayesmatrix.analysis.embedding import (
     choose_rank,
     clip_rows,
     compression_ratio,
@@ -29,7 +29,7 @@ from analysis.embedding import (
     random_pairs,
     split_rows,
 )
-from data.llmlog import OTHER, make_log
+from bayesmatrix.data.llmlog import OTHER, make_log
 
 
 def test_js_bits_by_hand():
@@ -159,7 +159,7 @@ def test_prepare_rows_folds_columns_into_other():
 
 
 def test_shrunk_log_gives_the_study_the_same_rows():
-    from analysis.embedding import SPLIT_FRACTIONS, shrink_log
+    from bayesmatrix.analysis.embedding import SPLIT_FRACTIONS, shrink_log
 
     rng = np.random.default_rng(6)
     probs = rng.dirichlet(np.ones(6), size=40)
@@ -178,8 +178,8 @@ def test_shrunk_log_gives_the_study_the_same_rows():
 
 
 def test_study_needs_embeddings():
-    from analysis.embedding import embedding_study
-    from data.errors import InputError
+    from bayesmatrix.analysis.embedding import embedding_study
+    from bayesmatrix.data.errors import InputError
 
     ds = make_log(np.full((30, 3), 1 / 3), ["a", "b", OTHER], model="test")
     with pytest.raises(InputError, match="embedding"):
@@ -189,9 +189,9 @@ def test_study_needs_embeddings():
 @pytest.mark.slow
 def test_study_on_simulated_rows_beats_the_baselines(tmp_path):
     """On rows simulated from the model, the embedding model wins the held-out table and the files are written."""
-    from analysis.embedding import main
-    from data.llmlog import write_log
-    from data.simulate import simulate_embedding
+    from bayesmatrix.analysis.embedding import main
+    from bayesmatrix.data.llmlog import write_log
+    from bayesmatrix.data.simulate import simulate_embedding
 
     log = tmp_path / "sim.nc"
     write_log(simulate_embedding(rows=300, cols=8, embed_dim=6, rank=2, seed=3), log)
@@ -212,7 +212,7 @@ def test_study_on_simulated_rows_beats_the_baselines(tmp_path):
 
 
 def test_geometric_neighbour_mean_and_the_baseline_fit():
-    from analysis.embedding import neighbour_baseline
+    from bayesmatrix.analysis.embedding import neighbour_baseline
 
     train = np.array([[0.0], [1.0], [10.0]])
     train_probs = np.array([[0.8, 0.2], [0.2, 0.8], [0.5, 0.5]])
@@ -236,7 +236,7 @@ def test_geometric_neighbour_mean_and_the_baseline_fit():
 def test_shipped_corpus_is_the_deterministic_build():
     import sys
 
-    from data.corpus import SHIPPED_CORPUS, build_corpus, corpus_jsonl, read_corpus
+    from bayesmatrix.data.corpus import SHIPPED_CORPUS, build_corpus, corpus_jsonl, read_corpus
 
     records = read_corpus(SHIPPED_CORPUS)
     assert len(records) >= 2000 and len({r.prompt for r in records}) == len(records)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from bayesmatrix.cli import main
-from data.errors import InputError
-from data.importers import import_jsonl, read_columns
-from data.llmlog import OTHER, read_log, task_of
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.importers import import_jsonl, read_columns
+from bayesmatrix.data.llmlog import OTHER, read_log, task_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHAT = FIXTURES / "openai_chat.jsonl"

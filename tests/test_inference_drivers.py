@@ -14,12 +14,12 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from analysis.compare import compare_datatrees
-from analysis.diagnostics import diagnose_datatree, ebfmi, format_diagnosis
-from data.errors import InputError
-from inference.nuts import nuts
-from inference.rundir import read_run, write_run_dir
-from inference.svi import plateaued, svi
+from bayesmatrix.analysis.compare import compare_datatrees
+from bayesmatrix.analysis.diagnostics import diagnose_datatree, ebfmi, format_diagnosis
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.inference.nuts import nuts
+from bayesmatrix.inference.rundir import read_run, write_run_dir
+from bayesmatrix.inference.svi import plateaued, svi
 
 TRIALS = 20
 SUCCESSES = np.array([14, 17, 12, 15, 16, 13, 18, 15])

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from bayesmatrix.cli import main
-from data.errors import InputError
-from data.llm import (
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llm import (
     LoadedModel,
     RowOptions,
     load_model,
@@ -30,8 +30,8 @@ from data.llm import (
     read_prompts,
     run_log,
 )
-from data.llmlog import OTHER, read_log, task_of, write_log
-from data.tasks import draw_episode, get_task, task_from_json
+from bayesmatrix.data.llmlog import OTHER, read_log, task_of, write_log
+from bayesmatrix.data.tasks import draw_episode, get_task, task_from_json
 
 WORDS = ["[UNK]", "[PAD]", "Coin", "flips", ":", "H", "T", ",", "Die", "rolls", *"123456", "Labels", "cat", "dog"]
 WORDS += ["bird", "The", "capital", "of", "France", "is", "Paris", "London", "a", "city", "in", "Europe", "and"]
@@ -215,7 +215,7 @@ def test_column_file_lines_are_verbatim_or_json(tmp_path):
     ],
 )
 def test_column_file_errors_name_file_category_and_line(tiny, tmp_path, content, message):
-    from data.llm import column_token_ids
+    from bayesmatrix.data.llm import column_token_ids
 
     path = tmp_path / "columns.txt"
     path.write_text(content)
@@ -308,7 +308,7 @@ def test_command_writes_a_valid_log_and_cleans_up(tiny_folder, tmp_path, capsys)
 
 
 def test_other_arguments_with_a_partial_run_need_restart(tiny_folder, tmp_path):
-    from data.llm import Checkpoint
+    from bayesmatrix.data.llm import Checkpoint
 
     out = tmp_path / "coin.nc"
     partial = Path(f"{out}.partial")
@@ -323,7 +323,7 @@ def test_other_arguments_with_a_partial_run_need_restart(tiny_folder, tmp_path):
 
 
 def test_finished_chunks_are_read_back_and_missing_ones_recomputed(tiny, tmp_path):
-    from data.llm import Checkpoint
+    from bayesmatrix.data.llm import Checkpoint
 
     folder = tmp_path / "out.nc.partial"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from data.errors import InputError
-from data.llmlog import OTHER, SCHEMA, make_log, read_log, task_of, write_log
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER, SCHEMA, make_log, read_log, task_of, write_log
 
 
 def small_log(**extra):

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.errors import InputError
-from data.llmlog import OTHER, make_log, read_log, validate_log
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER, make_log, read_log, validate_log
 
 ROWS, COLS = 6, 4
 

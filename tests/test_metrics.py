@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from analysis.metrics import (
+from bayesmatrix.analysis.metrics import (
     entropy_bits,
     kl_bits,
     max_pairwise_total_variation,

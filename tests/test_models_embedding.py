@@ -17,8 +17,8 @@ from numpyro.infer import Trace_ELBO
 from scipy.special import softmax
 from scipy.stats import dirichlet
 
-from data.simulate import simulate_embedding, truth_of
-from models.embedding import (
+from bayesmatrix.data.simulate import simulate_embedding, truth_of
+from bayesmatrix.models.embedding import (
     apply_features,
     embedding,
     fit_features,
@@ -167,7 +167,7 @@ def test_num_parameters():
 @pytest.mark.slow
 def test_svi_recovers_the_low_rank_map():
     """Simulated low-rank rows: the fitted U V^T spans the true subspaces and scores unseen rows like the truth."""
-    from analysis.embedding import fit_embedding_model, map_subspace_angles, predictive_log_density
+    from bayesmatrix.analysis.embedding import fit_embedding_model, map_subspace_angles, predictive_log_density
 
     rank = 2
     ds = simulate_embedding(rows=400, cols=12, embed_dim=6, rank=rank, concentration=50.0, seed=11)
@@ -214,8 +214,8 @@ def test_initial_values_give_a_finite_density_for_wide_embeddings():
 
 
 def test_prepare_gives_features_rank_and_dims():
-    from data.errors import InputError
-    from inference.prepare import prepare
+    from bayesmatrix.data.errors import InputError
+    from bayesmatrix.inference.prepare import prepare
 
     ds, probs, e = _small(rows=30, cols=4, embed_dim=3)
     prepared = prepare(ds, "embedding", rank=3)
@@ -238,7 +238,7 @@ def test_prepare_gives_features_rank_and_dims():
 def test_fit_command_with_minibatches_and_nuts(tmp_path):
     """`bayesmatrix fit LOG --model embedding` by minibatch SVI and by NUTS writes run directories diagnose reads."""
     from bayesmatrix.cli import main as cli
-    from data.llmlog import write_log
+    from bayesmatrix.data.llmlog import write_log
 
     log = write_log(simulate_embedding(rows=60, cols=4, embed_dim=3, rank=1, seed=2), tmp_path / "sim.nc")
     svi_run, nuts_run = tmp_path / "svi", tmp_path / "nuts"
@@ -257,9 +257,9 @@ def test_fit_command_with_minibatches_and_nuts(tmp_path):
 
 
 def test_minibatches_are_refused_where_they_make_no_sense(tmp_path):
-    from data.errors import InputError
-    from data.llmlog import write_log
-    from inference.fit import FitOptions, fit
+    from bayesmatrix.data.errors import InputError
+    from bayesmatrix.data.llmlog import write_log
+    from bayesmatrix.inference.fit import FitOptions, fit
 
     log = write_log(simulate_embedding(rows=20, cols=3, embed_dim=2, rank=1, seed=3), tmp_path / "sim.nc")
     with pytest.raises(InputError, match="minibatches"):

@@ -9,8 +9,8 @@ from numpyro.handlers import condition, seed, trace
 from numpyro.infer.util import log_likelihood
 from scipy.special import gammaln, logsumexp
 
-from models import MODELS, decayed_counts, mixture_predictive, tempered
-from models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
+from bayesmatrix.models import MODELS, decayed_counts, mixture_predictive, tempered
+from bayesmatrix.models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
 
 # Two episodes of lengths 4 and 3 over three categories: examples y_1.. of each.
 EXAMPLES = [[0, 2, 0], [1, 1]]
@@ -229,7 +229,7 @@ def test_nuts_recovers_the_generalised_updater_from_sampled_tokens():
 
 @pytest.mark.parametrize("tau", [0.5, 25.0, 1e4])
 def test_precision_dirichlet_multinomial_equals_the_gamma_form(tau):
-    from models.icl import PrecisionDirichletMultinomial
+    from bayesmatrix.models.icl import PrecisionDirichletMultinomial
 
     rng = np.random.default_rng(7)
     q = rng.dirichlet([1.0, 2.0, 3.0], size=20)
@@ -246,7 +246,7 @@ def test_precision_dirichlet_multinomial_equals_the_gamma_form(tau):
 def test_precision_dirichlet_multinomial_tends_to_the_multinomial():
     from scipy.stats import multinomial
 
-    from models.icl import PrecisionDirichletMultinomial
+    from bayesmatrix.models.icl import PrecisionDirichletMultinomial
 
     q = np.array([0.7, 0.2, 0.1])
     counts = np.array([5, 3, 2])

@@ -11,8 +11,8 @@ from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import log_density, log_likelihood
 from scipy.special import gammaln
 
-from models import MODELS, clip_simplex, dirichlet_predictive
-from models.matrix import matrix
+from bayesmatrix.models import MODELS, clip_simplex, dirichlet_predictive
+from bayesmatrix.models.matrix import matrix
 
 M_TRUE = np.array([0.5, 0.3, 0.2])
 S_TRUE = 4.0

@@ -9,9 +9,9 @@ from numpyro.infer.util import log_likelihood
 from scipy import integrate, stats
 from scipy.special import logsumexp
 
-from models import mixture_posterior, mixture_predictive, sort_components
-from models.matrix import matrix
-from models.mixture import mixture
+from bayesmatrix.models import mixture_posterior, mixture_predictive, sort_components
+from bayesmatrix.models.matrix import matrix
+from bayesmatrix.models.mixture import mixture
 
 WEIGHTS = np.array([0.3, 0.7])
 ALPHAS = np.array([[2.0, 5.0], [6.0, 1.5]])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.errors import InputError
-from data.llmlog import make_log, read_log, write_log
-from inference.prepare import prepare
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import make_log, read_log, write_log
+from bayesmatrix.inference.prepare import prepare
 
 COLUMNS = ["H", "T", "<other>"]
 
@@ -83,7 +83,7 @@ def test_prepared_inputs_feed_every_model():
     from numpyro.handlers import seed, substitute, trace
     from numpyro.infer import init_to_uniform
 
-    from models import MODELS
+    from bayesmatrix.models import MODELS
 
     counts = np.array([[3, 1, 2], [0, 0, 4], [1, 1, 0]])
     for name, spec in MODELS.items():

@@ -11,13 +11,13 @@ import arviz_stats as azs
 import numpy as np
 import pytest
 
-from analysis.compare import compare_datatrees
-from analysis.diagnostics import diagnose_datatree
-from data.simulate import simulate_icl, truth_of
-from inference.nuts import nuts
-from inference.prepare import prepare
-from inference.svi import svi
-from models import MODELS
+from bayesmatrix.analysis.compare import compare_datatrees
+from bayesmatrix.analysis.diagnostics import diagnose_datatree
+from bayesmatrix.data.simulate import simulate_icl, truth_of
+from bayesmatrix.inference.nuts import nuts
+from bayesmatrix.inference.prepare import prepare
+from bayesmatrix.inference.svi import svi
+from bayesmatrix.models import MODELS
 
 pytestmark = pytest.mark.slow
 

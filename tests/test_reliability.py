@@ -11,9 +11,9 @@ import pytest
 import xarray as xr
 
 from bayesmatrix.cli import main
-from data.llmlog import OTHER, make_log, read_log, write_log
-from data.simulate import simulate_icl
-from inference.rundir import read_run
+from bayesmatrix.data.llmlog import OTHER, make_log, read_log, write_log
+from bayesmatrix.data.simulate import simulate_icl
+from bayesmatrix.inference.rundir import read_run
 
 TINY = ["--num-samples", "60", "--num-warmup", "60", "--num-chains", "2", "--quiet", "--no-plots"]
 
@@ -111,7 +111,7 @@ def test_other_column_with_zero_mass_is_dropped_and_renormalised(tmp_path):
     probs = np.array([[0.6, 0.4, 0.0], [0.3, 0.7, 0.0]])
     log = make_log(probs, ["a", "b", OTHER], model="t", context_counts=np.array([[0, 0, 0], [1, 0, 0]]),
                    episode=np.array([0, 0]))
-    from inference.prepare import prepare
+    from bayesmatrix.inference.prepare import prepare
 
     model_input = prepare(log, "icl")
     assert model_input.columns == ["a", "b"]

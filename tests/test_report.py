@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.report import build_report, loo_preference, table_html
+from bayesmatrix.analysis.report import build_report, loo_preference, table_html
 from bayesmatrix.cli import main
-from data.errors import InputError
-from data.llmlog import write_log
-from data.simulate import simulate_icl
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import write_log
+from bayesmatrix.data.simulate import simulate_icl
 
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -33,8 +33,8 @@ def assert_self_contained(text: str) -> None:
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """A small simulated ICL log and runs of three models on it (2 chains x 100 draws), one deliberately short."""
-    from analysis.plots import run_figures
-    from inference.fit import FitOptions, fit
+    from bayesmatrix.analysis.plots import run_figures
+    from bayesmatrix.inference.fit import FitOptions, fit
 
     folder = tmp_path_factory.mktemp("report")
     log = write_log(

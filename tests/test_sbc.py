@@ -9,7 +9,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from analysis.sbc import icl_context_counts, sbc, uniformity_pvalue
+from bayesmatrix.analysis.sbc import icl_context_counts, sbc, uniformity_pvalue
 
 # Each SBC run yields several p-values; with fixed seeds the outcome is deterministic, and a
 # threshold of 1e-3 per p-value keeps the family-wise false alarm rate near 1%.
@@ -50,7 +50,7 @@ def test_sbc_calibrated_on_a_conjugate_model_and_detects_a_wrong_posterior():
 def test_sbc_of_the_models(model):
     """100 replications each, in a float64 subprocess (x64 must be set before JAX starts)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "analysis.sbc", model, "--replications", "100", "--x64"],
+        [sys.executable, "-m", "bayesmatrix.analysis.sbc", model, "--replications", "100", "--x64"],
         capture_output=True, text=True, timeout=900, check=True,
     )
     report = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -2,7 +2,7 @@
 
 An LLM's vocabulary is large (49,152 columns for SmolLM2); a log of many rows
 must never hold a rows x vocabulary array. Logits are read batch by batch and
-reduced to the chosen columns plus ``<other>`` at once (``data.llm._forward``
+reduced to the chosen columns plus ``<other>`` at once (``bayesmatrix.data.llm._forward``
 and ``_read_rows``); these tests watch every call on a tiny GPT-2 whose
 vocabulary is much wider than its top-k columns.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-import data.llm
-from data.llm import load_model, log_prompts
+import bayesmatrix.data.llm as llm_module
+from bayesmatrix.data.llm import load_model, log_prompts
 
 FILLER = [f"w{i}" for i in range(3000)]
 WORDS = ["[UNK]", "[PAD]", "The", "capital", "of", "France", "is", "Paris", "a", "city", *FILLER]
@@ -44,7 +44,7 @@ def wide_vocabulary_model(tmp_path_factory):
 def test_topk_logging_never_holds_rows_by_vocabulary(wide_vocabulary_model, monkeypatch):
     vocabulary = len(WORDS)
     seen_logits, seen_rows = [], []
-    forward, read_rows = data.llm._forward, data.llm._read_rows
+    forward, read_rows = llm_module._forward, llm_module._read_rows
 
     def watched_forward(*args, **kwargs):  # calls through; records the shape of every logits block
         logits, embedding = forward(*args, **kwargs)
@@ -55,8 +55,8 @@ def test_topk_logging_never_holds_rows_by_vocabulary(wide_vocabulary_model, monk
         seen_rows.append(tuple(logits.shape))
         return read_rows(logits, *args, **kwargs)
 
-    monkeypatch.setattr(data.llm, "_forward", watched_forward)
-    monkeypatch.setattr(data.llm, "_read_rows", watched_read_rows)
+    monkeypatch.setattr(llm_module, "_forward", watched_forward)
+    monkeypatch.setattr(llm_module, "_read_rows", watched_read_rows)
     ds = log_prompts(wide_vocabulary_model, PROMPTS, topk=3, batch_size=BATCH)
 
     # two passes (top-k columns, then rows), each batch by batch

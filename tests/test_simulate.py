@@ -8,8 +8,8 @@ import xarray as xr
 from scipy import integrate, stats
 
 from bayesmatrix.cli import main
-from data.llmlog import OTHER, read_log, write_log
-from data.simulate import (
+from bayesmatrix.data.llmlog import OTHER, read_log, write_log
+from bayesmatrix.data.simulate import (
     mixture_posterior_weights,
     mixture_predictive,
     simulate_embedding,

@@ -5,7 +5,7 @@ import numpy as np
 import numpyro.distributions as dist
 import pytest
 
-from models.sufficient import CountStatistics, count_statistics, dirmult_log_likelihood
+from bayesmatrix.models.sufficient import CountStatistics, count_statistics, dirmult_log_likelihood
 
 
 @jax.jit  # one compilation instead of dispatching each small operation eagerly
@@ -94,13 +94,13 @@ def test_bad_counts_are_refused(counts, message):
 
 @pytest.fixture(scope="module")
 def counts_log():
-    from data.simulate import simulate_matrix
+    from bayesmatrix.data.simulate import simulate_matrix
 
     return simulate_matrix(300, np.array([2.0, 1.0, 0.5, 0.5]), counts_per_row=20, seed=0)
 
 
 def test_prepare_fits_counts_alone_through_the_statistic(counts_log):
-    from inference.prepare import prepare
+    from bayesmatrix.inference.prepare import prepare
 
     counts_only = prepare(counts_log, "matrix", observe=("counts",))
     assert "counts" in counts_only.kwargs and "counts" not in counts_only.fit_kwargs
@@ -115,8 +115,8 @@ def test_prepare_fits_counts_alone_through_the_statistic(counts_log):
 def test_matrix_log_density_is_the_same_with_the_statistic(counts_log):
     from numpyro.infer.util import log_density
 
-    from inference.prepare import prepare
-    from models import matrix
+    from bayesmatrix.inference.prepare import prepare
+    from bayesmatrix.models import matrix
 
     prepared = prepare(counts_log, "matrix", observe=("counts",))
     rng = np.random.default_rng(0)
@@ -130,8 +130,8 @@ def test_matrix_log_density_is_the_same_with_the_statistic(counts_log):
 def test_the_statistic_stands_for_counts_alone(counts_log):
     from numpyro import handlers
 
-    from inference.prepare import prepare
-    from models import matrix
+    from bayesmatrix.inference.prepare import prepare
+    from bayesmatrix.models import matrix
 
     statistics = prepare(counts_log, "matrix", observe=("counts",)).fit_kwargs["count_statistics"]
     with pytest.raises(ValueError, match="observe=\\('counts',\\)"):
@@ -148,9 +148,9 @@ def test_nuts_through_the_statistic_gives_the_pointwise_log_likelihood_for_loo(c
     import arviz_stats as azs
     from numpyro.infer import log_likelihood
 
-    from inference.nuts import nuts
-    from inference.prepare import prepare
-    from models import matrix
+    from bayesmatrix.inference.nuts import nuts
+    from bayesmatrix.inference.prepare import prepare
+    from bayesmatrix.models import matrix
 
     prepared = prepare(counts_log, "matrix", observe=("counts",))
     result = nuts(matrix, prepared.fit_kwargs, num_samples=200, num_warmup=200, num_chains=2, coords=prepared.coords,
@@ -169,9 +169,9 @@ def test_fit_observe_counts_from_the_command_line_and_read_back(counts_log, tmp_
     """``fit --observe counts`` reaches the statistic; run.json holds the option and reading the run back
     with it rebuilds the same input (the statistic to fit, per-row counts for LOO)."""
     from bayesmatrix.cli import main
-    from data.llmlog import read_log, write_log
-    from inference.fit import FitOptions, prepare_for
-    from inference.rundir import read_run
+    from bayesmatrix.data.llmlog import read_log, write_log
+    from bayesmatrix.inference.fit import FitOptions, prepare_for
+    from bayesmatrix.inference.rundir import read_run
 
     log = write_log(counts_log, tmp_path / "counts.nc")
     out = tmp_path / "run"

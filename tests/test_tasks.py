@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from data.errors import InputError
-from data.tasks import TASKS, draw_episode, get_task, parse_alpha, parse_labels, task_from_json
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.tasks import TASKS, draw_episode, get_task, parse_alpha, parse_labels, task_from_json
 
 
 def test_coin_renders_observations_where_the_spans_say():

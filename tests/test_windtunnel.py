@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from bayesmatrix.cli import main
-from data.errors import InputError
-from data.windtunnel import (
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.windtunnel import (
     WORLDS,
     TrainOptions,
     World,
@@ -29,8 +29,8 @@ from data.windtunnel import (
     train,
     write_evaluation,
 )
-from data.windtunnel.modeling import SHIPPED_DIR, build_model, build_tokenizer, input_ids, receptive_field
-from data.windtunnel.worlds import context_counts, held_out_rng
+from bayesmatrix.data.windtunnel.modeling import SHIPPED_DIR, build_model, build_tokenizer, input_ids, receptive_field
+from bayesmatrix.data.windtunnel.worlds import context_counts, held_out_rng
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = ("dirichlet", "mixture", "dirichlet-window4", "dirichlet-window1", "dirichlet-gpt2")
@@ -325,7 +325,7 @@ def test_shipped_models_are_package_data_and_small():
 
 @pytest.mark.slow
 def test_the_logger_reads_a_shipped_model_through_its_icl_task():
-    from data.llm import load_model, log_task
+    from bayesmatrix.data.llm import load_model, log_task
 
     loaded = load_model(str(shipped_model("dirichlet")))
     log = log_task(loaded, icl_task("dirichlet"), episodes=4, length=8, seed=0)
@@ -338,7 +338,7 @@ def test_the_logger_reads_a_shipped_model_through_its_icl_task():
 
 
 def test_mixture_world_task_draws_from_its_components():
-    from data.tasks import draw_episode, get_task, task_from_json
+    from bayesmatrix.data.tasks import draw_episode, get_task, task_from_json
 
     task = get_task("windtunnel-mixture")
     assert task == icl_task("mixture") and task.alpha is None

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, main, posterior
-from data.windtunnel import WORLDS
+from bayesmatrix.analysis.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, main, posterior
+from bayesmatrix.data.windtunnel import WORLDS
 
 pytestmark = pytest.mark.slow
 

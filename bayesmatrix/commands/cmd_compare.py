@@ -16,12 +16,12 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from analysis.compare import compare_runs, format_comparison
+    from bayesmatrix.analysis.compare import compare_runs, format_comparison
 
     comparison = compare_runs(args.runs)
     print(format_comparison(comparison))
     if args.out:
-        from data.atomic import atomic_path
+        from bayesmatrix.data.atomic import atomic_path
 
         with atomic_path(args.out) as tmp:
             comparison.table.to_csv(tmp)

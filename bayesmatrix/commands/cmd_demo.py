@@ -24,16 +24,16 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from pathlib import Path
 
-    from analysis.demo import FULL, QUICK, check_out
+    from bayesmatrix.analysis.demo import FULL, QUICK, check_out
 
     check_out(Path(args.out))  # before anything slow
     settings = QUICK if args.quick else FULL
 
-    from inference.runtime import configure
+    from bayesmatrix.inference.runtime import configure
 
     configure(num_chains=settings.num_chains)  # before JAX starts: one host device per chain
 
-    from analysis.demo import run_demo
+    from bayesmatrix.analysis.demo import run_demo
 
     result = run_demo(args.out, quick=args.quick, seed=args.seed)
     print(result.summary)

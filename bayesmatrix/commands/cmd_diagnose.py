@@ -16,7 +16,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from analysis.diagnostics import diagnose, format_diagnosis
+    from bayesmatrix.analysis.diagnostics import diagnose, format_diagnosis
 
     failed = False
     for path in args.runs:

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from data.errors import InputError
+    from bayesmatrix.data.errors import InputError
 
     for name in ("num_samples", "num_chains", "components", "max_steps", "rank"):
         if getattr(args, name) < 1:
@@ -53,13 +53,13 @@ def _run(args) -> int:
     if not 0 < args.target_accept < 1:
         raise InputError("must lie strictly between 0 and 1", field="--target-accept")
 
-    from inference.runtime import configure
+    from bayesmatrix.inference.runtime import configure
 
     configure(num_chains=args.num_chains if args.method == "nuts" else 1, x64=args.x64, device=args.device)
 
-    from analysis.diagnostics import diagnose_datatree, format_diagnosis
-    from analysis.plots import run_figures
-    from inference.fit import FitOptions, fit
+    from bayesmatrix.analysis.diagnostics import diagnose_datatree, format_diagnosis
+    from bayesmatrix.analysis.plots import run_figures
+    from bayesmatrix.inference.fit import FitOptions, fit
 
     options = FitOptions(
         model=args.model,

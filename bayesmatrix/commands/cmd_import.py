@@ -31,8 +31,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from data.importers import import_jsonl, read_columns
-    from data.llmlog import write_log
+    from bayesmatrix.data.importers import import_jsonl, read_columns
+    from bayesmatrix.data.llmlog import write_log
 
     columns = None if args.columns is None else read_columns(args.columns)
     log = import_jsonl(

@@ -66,7 +66,7 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from data.llm import run_log
+    from bayesmatrix.data.llm import run_log
 
     out = run_log(
         args.out,

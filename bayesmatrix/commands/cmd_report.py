@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from analysis.report import build_report
+    from bayesmatrix.analysis.report import build_report
 
     result = build_report(args.runs, args.out, args.log, title=args.title)
     print(f"wrote {result.path}")

@@ -79,8 +79,8 @@ def _updater_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from data.llmlog import write_log
-    from data.simulate import simulate
+    from bayesmatrix.data.llmlog import write_log
+    from bayesmatrix.data.simulate import simulate
 
     options = {key: value for key, value in vars(args).items() if key not in ("command", "kind", "run", "out")}
     write_log(simulate(args.kind, **options), args.out)

@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from data.windtunnel.training import TrainOptions, train
+    from bayesmatrix.data.windtunnel.training import TrainOptions, train
 
     options = TrainOptions(
         world=args.world,
@@ -92,8 +92,8 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import torch
 
-    from data.windtunnel.evaluation import evaluate, format_evaluation, write_evaluation
-    from data.windtunnel.worlds import HELD_OUT_SEED
+    from bayesmatrix.data.windtunnel.evaluation import evaluate, format_evaluation, write_evaluation
+    from bayesmatrix.data.windtunnel.worlds import HELD_OUT_SEED
 
     torch.set_num_threads(args.threads)
     seed = HELD_OUT_SEED if args.seed is None else args.seed

@@ -12,10 +12,10 @@ position, in bits of KL from the closed-form posterior predictive.
 - :mod:`data.windtunnel.evaluation`: scoring by position.
 """
 
-from data.windtunnel.evaluation import Evaluation, evaluate, format_evaluation, write_evaluation
-from data.windtunnel.modeling import WindTunnelModel, load, model_predictive, shipped_model
-from data.windtunnel.training import TrainOptions, TrainResult, train
-from data.windtunnel.worlds import WORLDS, Episodes, World, episodes, get_world, icl_task, kl_bits
+from bayesmatrix.data.windtunnel.evaluation import Evaluation, evaluate, format_evaluation, write_evaluation
+from bayesmatrix.data.windtunnel.modeling import WindTunnelModel, load, model_predictive, shipped_model
+from bayesmatrix.data.windtunnel.training import TrainOptions, TrainResult, train
+from bayesmatrix.data.windtunnel.worlds import WORLDS, Episodes, World, episodes, get_world, icl_task, kl_bits
 
 __all__ = [
     "WORLDS",

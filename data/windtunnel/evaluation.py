@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from data.atomic import write_text_atomic
-from data.errors import InputError
-from data.windtunnel.modeling import load, model_predictive, receptive_field
-from data.windtunnel.worlds import HELD_OUT_SEED, held_out_rng, kl_bits
+from bayesmatrix.data.atomic import write_text_atomic
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.windtunnel.modeling import load, model_predictive, receptive_field
+from bayesmatrix.data.windtunnel.worlds import HELD_OUT_SEED, held_out_rng, kl_bits
 
 
 class Evaluation(NamedTuple):

@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from data.errors import InputError
-from data.windtunnel.worlds import BOS, PAD, SPECIAL_TOKENS, UNK, World
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.windtunnel.worlds import BOS, PAD, SPECIAL_TOKENS, UNK, World
 
 ARCHITECTURES = ("llama", "gpt2")
 HIDDEN_SIZE = 64

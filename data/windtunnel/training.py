@@ -34,9 +34,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from data.atomic import atomic_path, write_text_atomic
-from data.errors import InputError
-from data.windtunnel.modeling import (
+from bayesmatrix.data.atomic import atomic_path, write_text_atomic
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.windtunnel.modeling import (
     TRAINING_RECORD,
     build_model,
     build_tokenizer,
@@ -46,7 +46,7 @@ from data.windtunnel.modeling import (
     model_predictive,
     receptive_field,
 )
-from data.windtunnel.worlds import get_world, held_out_rng, kl_bits, train_rng
+from bayesmatrix.data.windtunnel.worlds import get_world, held_out_rng, kl_bits, train_rng
 
 CHECKPOINT = "checkpoint.pt"
 LEARNING_CURVE = "learning_curve.csv"

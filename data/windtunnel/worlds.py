@@ -33,8 +33,8 @@ import dataclasses
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
-from data.errors import InputError
-from data.simulate import mixture_predictive
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.simulate import mixture_predictive
 
 BOS = "<bos>"
 PAD = "<pad>"
@@ -168,7 +168,7 @@ def icl_task(world: World | str):
     Dirichlet mixture through ``Task.mixture``) under the logger's own seed,
     and are rendered exactly as the model was trained: ``<bos> A C B ...``.
     """
-    from data.tasks import WINDTUNNEL_PREFIX, Task
+    from bayesmatrix.data.tasks import WINDTUNNEL_PREFIX, Task
 
     if isinstance(world, str):
         world = get_world(world)

@@ -1,0 +1,7 @@
+"""``python -m bayesmatrix``: the same command as ``bayesmatrix``."""
+
+import sys
+
+from bayesmatrix.cli import main
+
+sys.exit(main())
