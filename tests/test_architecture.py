@@ -1,0 +1,146 @@
+"""The architecture of docs/architecture.md, checked: one import name, imports pointing one way,
+no command-line flags or argparse below the command line, and a light ``import bayesmatrix``."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ("data", "models", "inference", "analysis")
+HEAVY = ("torch", "jax", "xarray")
+
+# What each layer may import of ours (docs/architecture.md, "Imports point one way").
+ALLOWED = {
+    "data": {"data"},
+    "models": {"models"},
+    "inference": {"inference", "models", "data"},
+    "analysis": {"analysis", "inference", "models", "data"},
+    "workflows": {"workflows", "analysis", "inference", "models", "data"},
+}
+
+
+def library_files(layer: str) -> list[Path]:
+    folder = ROOT / "bayesmatrix" / "workflows" if layer == "workflows" else ROOT / layer
+    return sorted(folder.rglob("*.py"))
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def our_layer(module: str) -> str | None:
+    """The layer a module of ours belongs to (``bayesmatrix.models.icl`` -> ``models``)."""
+    parts = module.split(".")
+    if parts[0] != "bayesmatrix":
+        return None
+    if len(parts) == 1:
+        return "bayesmatrix"
+    return parts[1]
+
+
+@pytest.mark.parametrize("layer", list(ALLOWED))
+def test_imports_point_one_way(layer):
+    wrong = []
+    for path in library_files(layer):
+        for module in imported_modules(path):
+            found = our_layer(module)
+            if found is not None and found not in ALLOWED[layer]:
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_no_bare_layer_names(layer):
+    """Inside the package every import of ours goes through ``bayesmatrix.`` (ruff enforces it too)."""
+    wrong = []
+    for path in [*library_files(layer), *ROOT.joinpath("bayesmatrix").rglob("*.py")]:
+        for module in imported_modules(path):
+            if module.split(".")[0] in LAYERS:
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert wrong == []
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_library_speaks_no_flags(layer):
+    """Only bayesmatrix/commands knows the command line: no ``--flag`` in the layers, nor argparse."""
+    found = []
+    for path in library_files(layer):
+        text = path.read_text()
+        for number, line in enumerate(text.splitlines(), 1):
+            if FLAG.search(line) or "argparse" in line:
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert found == []
+
+
+def test_nothing_below_the_command_line_imports_it():
+    wrong = []
+    for layer in ALLOWED:
+        for path in library_files(layer):
+            for module in imported_modules(path):
+                if module.startswith(("bayesmatrix.cli", "bayesmatrix.commands")):
+                    wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert wrong == []
+
+
+def imported_by(code: str, cwd: Path | None = None) -> set[str]:
+    """Top-level modules a fresh interpreter has loaded after running ``code``."""
+    probe = code + "\nimport sys\nprint(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=cwd)
+    return set(out.stdout.split()[-1000:])
+
+
+def test_import_bayesmatrix_is_light():
+    assert imported_by("import bayesmatrix").isdisjoint(HEAVY)
+
+
+def test_help_is_light():
+    code = "import sys\nfrom bayesmatrix.cli import build_parser\nbuild_parser().format_help()"
+    assert imported_by(code).isdisjoint(HEAVY)
+    out = subprocess.run([sys.executable, "-m", "bayesmatrix", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "COMMAND" in out.stdout
+
+
+def test_a_users_own_data_and_models_do_not_collide(tmp_path):
+    """From a folder holding its own ``data`` and ``models`` packages, ours still import and run."""
+    for name in ("data", "models", "inference", "analysis"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("raise ImportError('the user package was imported')\n")
+    code = "import bayesmatrix.models, bayesmatrix.inference.fit, bayesmatrix.data.llmlog, bayesmatrix.analysis.report"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+    bin_dir = Path(sys.executable).parent
+    out = subprocess.run([str(bin_dir / "bayesmatrix"), "fit", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.slow
+def test_wheel_holds_one_top_level_package(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("bayesmatrix-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"bayesmatrix"}
+    for layer in LAYERS:
+        assert f"bayesmatrix/{layer}/__init__.py" in names
+    assert "bayesmatrix/data/shipped/smollm2_corpus.nc" in names
