@@ -1,0 +1,87 @@
+"""Run directories: written whole or not at all, read back as they were, refused when broken."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.inference.rundir import POSTERIOR_FILE, RUN_FILE, check_destination, read_run, write_run_dir
+
+
+@pytest.fixture
+def datatree():
+    import arviz_base as azb
+
+    rng = np.random.default_rng(0)
+    return azb.from_dict(
+        {"posterior": {"s": rng.gamma(2.0, size=(2, 5)), "m": rng.dirichlet([1.0, 1.0], size=(2, 5))}},
+        dims={"m": ["col"]},
+        coords={"col": ["a", "b"]},
+    )
+
+
+def test_write_then_read_gives_back_the_posterior_and_info(tmp_path, datatree):
+    info = {"model": "matrix", "seed": np.int64(3), "options": {"observe": ("probs",)}}
+    out = write_run_dir(tmp_path / "run", datatree, info)
+    run = read_run(out)
+    np.testing.assert_array_equal(run.datatree["posterior"]["s"].values, datatree["posterior"]["s"].values)
+    assert list(run.datatree["posterior"]["m"].coords["col"].values) == ["a", "b"]
+    assert run.info == {"model": "matrix", "seed": 3, "options": {"observe": ["probs"]}}
+    assert (out / "plots").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left
+
+
+def test_an_existing_run_is_kept_unless_forced(tmp_path, datatree):
+    out = write_run_dir(tmp_path / "run", datatree, {"n": 1})
+    with pytest.raises(InputError, match="already exists"):
+        write_run_dir(out, datatree, {"n": 2})
+    assert read_run(out).info == {"n": 1}
+    write_run_dir(out, datatree, {"n": 2}, force=True)
+    assert read_run(out).info == {"n": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_failure_while_writing_leaves_nothing(tmp_path, datatree):
+    def broken_figures(tree, folder):
+        (folder / "half.png").write_bytes(b"\x89PNG")
+        raise RuntimeError("the figure failed")
+
+    with pytest.raises(RuntimeError):
+        write_run_dir(tmp_path / "run", datatree, {}, figures=broken_figures)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_destination_refuses_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        check_destination(target, force=True)
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no-folder", "no such directory"),
+        ("no-run-json", f"{RUN_FILE} is missing"),
+        ("bad-json", "not valid JSON"),
+        ("bad-posterior", "not a readable DataTree"),
+    ],
+)
+def test_broken_run_directories_are_one_input_error(tmp_path, datatree, breakage, message):
+    out = tmp_path / "run"
+    if breakage != "no-folder":
+        write_run_dir(out, datatree, {"model": "matrix"})
+    if breakage == "no-run-json":
+        (out / RUN_FILE).unlink()
+    elif breakage == "bad-json":
+        (out / RUN_FILE).write_text("{not json")
+    elif breakage == "bad-posterior":
+        (out / POSTERIOR_FILE).write_text("not netcdf")
+    with pytest.raises(InputError, match=message):
+        read_run(out)
+
+
+def test_run_json_is_plain_json(tmp_path, datatree):
+    out = write_run_dir(tmp_path / "run", datatree, {"path": tmp_path, "values": np.arange(3)})
+    assert json.loads((out / RUN_FILE).read_text()) == {"path": str(tmp_path), "values": [0, 1, 2]}
