@@ -1,4 +1,5 @@
-"""Embedding analysis: JS in bits, Lipschitz bounds, baselines and the study, against hand computations."""
+"""Embedding analysis (analysis/embedding/): JS in bits, Lipschitz bounds, baselines and the study, against hand
+computations."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from scipy.special import digamma, softmax
 from scipy.stats import dirichlet
 
-from bayesmatrix.analysis.embedding import (
+from bayesmatrix.analysis.embedding.measures import (
+    SPLIT_FRACTIONS,
     choose_rank,
     clip_rows,
     compression_ratio,
@@ -23,12 +25,13 @@ from bayesmatrix.analysis.embedding import (
     map_lipschitz_bound,
     map_subspace_angles,
     nearest_pairs,
+    neighbour_baseline,
     neighbour_means,
-    prepare_rows,
     principal_angles,
     random_pairs,
     split_rows,
 )
+from bayesmatrix.analysis.embedding.study import embedding_study, prepare_rows, shrink_log
 from bayesmatrix.data.llmlog import OTHER, make_log
 
 
@@ -159,8 +162,6 @@ def test_prepare_rows_folds_columns_into_other():
 
 
 def test_shrunk_log_gives_the_study_the_same_rows():
-    from bayesmatrix.analysis.embedding import SPLIT_FRACTIONS, shrink_log
-
     rng = np.random.default_rng(6)
     probs = rng.dirichlet(np.ones(6), size=40)
     ds = make_log(probs, ["a", "b", "c", "d", "e", OTHER], [5, 6, 7, 8, 9, -1], model="test",
@@ -177,8 +178,40 @@ def test_shrunk_log_gives_the_study_the_same_rows():
     np.testing.assert_array_equal(shrunk["embedding"].values, ds["embedding"].values)
 
 
+def test_clip_rows_is_the_models_clip_simplex():
+    """The NumPy clip of the analysis and the models' JAX clip are the same function of the rows."""
+    from bayesmatrix.models.closed_forms import clip_simplex
+
+    rng = np.random.default_rng(8)
+    probs = rng.dirichlet(np.full(5, 0.05), size=50)  # many entries far below the clip
+    probs[0] = [1.0, 0.0, 0.0, 0.0, 0.0]
+    for epsilon in (1e-6, 1e-3):
+        np.testing.assert_allclose(clip_rows(probs, epsilon), np.asarray(clip_simplex(probs, epsilon)), rtol=1e-6,
+                                   atol=1e-12)
+    assert clip_rows(probs).dtype == np.float64
+
+
+def test_the_command_line_names_its_flags(tmp_path, capsys):
+    from bayesmatrix.cli import main
+
+    rng = np.random.default_rng(9)
+    log = tmp_path / "log.nc"
+    from bayesmatrix.data.llmlog import write_log
+
+    write_log(make_log(rng.dirichlet(np.ones(4), size=30), ["a", "b", "c", OTHER], model="test",
+                       embedding=rng.normal(size=(30, 3))), log)
+    assert main(["embedding", str(log), "--out", str(tmp_path / "s"), "--ranks", "1,x"]) == 2
+    assert "--ranks" in capsys.readouterr().err
+    assert main(["embedding", str(log), "--shrink", str(tmp_path / "small.nc"), "--columns", "0"]) == 2
+    assert "--columns" in capsys.readouterr().err and not (tmp_path / "small.nc").exists()
+    assert main(["embedding", str(log), "--shrink", str(tmp_path / "small.nc"), "--columns", "2"]) == 0
+    assert "2 columns" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:  # exactly one of the study's folder and the shrunk log
+        main(["embedding", str(log)])
+    assert stopped.value.code == 2
+
+
 def test_study_needs_embeddings():
-    from bayesmatrix.analysis.embedding import embedding_study
     from bayesmatrix.data.errors import InputError
 
     ds = make_log(np.full((30, 3), 1 / 3), ["a", "b", OTHER], model="test")
@@ -189,14 +222,14 @@ def test_study_needs_embeddings():
 @pytest.mark.slow
 def test_study_on_simulated_rows_beats_the_baselines(tmp_path):
     """On rows simulated from the model, the embedding model wins the held-out table and the files are written."""
-    from bayesmatrix.analysis.embedding import main
+    from bayesmatrix.cli import main
     from bayesmatrix.data.llmlog import write_log
     from bayesmatrix.data.simulate import simulate_embedding
 
     log = tmp_path / "sim.nc"
     write_log(simulate_embedding(rows=300, cols=8, embed_dim=6, rank=2, seed=3), log)
     out = tmp_path / "study"
-    status = main([str(log), "--out", str(out), "--ranks", "1,2", "--columns", "0", "--features", "6",
+    status = main(["embedding", str(log), "--out", str(out), "--ranks", "1,2", "--columns", "0", "--features", "6",
                    "--pairs", "500", "--num-samples", "50", "--max-steps", "3000", "--learning-rate", "0.03",
                    "--quiet"])
     assert status == 0
@@ -212,8 +245,6 @@ def test_study_on_simulated_rows_beats_the_baselines(tmp_path):
 
 
 def test_geometric_neighbour_mean_and_the_baseline_fit():
-    from bayesmatrix.analysis.embedding import neighbour_baseline
-
     train = np.array([[0.0], [1.0], [10.0]])
     train_probs = np.array([[0.8, 0.2], [0.2, 0.8], [0.5, 0.5]])
     geometric = neighbour_means(train, train_probs, np.array([[0.4]]), k=2, average="geometric")
