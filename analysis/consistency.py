@@ -1,6 +1,6 @@
 """Bayesian-consistency checks of an in-context predictive: exchangeability and the martingale property.
 
-An exact Bayesian reading i.i.d. observations (DESIGN.md §1) has two properties
+An exact Bayesian reading i.i.d. observations has two properties
 that can be checked on any model without knowing its prior:
 
 - **exchangeability**: its predictive depends on the multiset of observations,
@@ -216,7 +216,7 @@ def _categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 
 def updater_predictive(alpha, decay: float = 1.0, temperature: float = 1.0) -> Predictive:
-    """The generalised Bayesian updater of DESIGN.md §1 as a predictive callable.
+    """The generalised Bayesian updater (the ``icl-general`` model) as a predictive callable.
 
     ``(alpha + w_k) / (sum(alpha) + sum(w_k))`` tempered by ``temperature``, with
     recency-weighted counts ``w_k``; ``decay = 1, temperature = 1`` is exact Bayes.
