@@ -55,7 +55,9 @@ def user_facing(error: InputError, parser: argparse.ArgumentParser) -> InputErro
 
 
 def _command_modules() -> list[str]:
-    found = [info.name.removeprefix("cmd_") for info in pkgutil.iter_modules(_commands.__path__)]
+    # cmd_NAME modules are subcommands; other modules there (shared option parsing) are not
+    modules = pkgutil.iter_modules(_commands.__path__)
+    found = [info.name.removeprefix("cmd_") for info in modules if info.name.startswith("cmd_")]
     return sorted(found, key=lambda name: (ORDER.index(name) if name in ORDER else len(ORDER), name))
 
 
