@@ -1,4 +1,4 @@
-"""Closing the wind-tunnel loop with the shipped models (analysis/windtunnel_loop.py).
+"""Closing the wind-tunnel loop with the shipped models (bayesmatrix/workflows/windtunnel_loop.py).
 
 Each shipped model is logged through ``bayesmatrix log --task windtunnel-WORLD``
 with 10 tokens sampled per row, and the ICL models are fitted to those tokens
@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesmatrix.analysis.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, main, posterior
+from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.windtunnel import WORLDS
+from bayesmatrix.workflows.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, posterior
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 SETTINGS = LoopSettings()
 
@@ -34,6 +35,7 @@ def fit(workdir):
     return run
 
 
+@slow
 def test_full_model_recovers_the_world_prior_as_exact_bayes(fit):
     """Step 4: icl-general finds alpha_true (mean and strength), decay and temperature near 1."""
     run = fit("dirichlet", "dirichlet", "icl-general")
@@ -49,6 +51,7 @@ def test_full_model_recovers_the_world_prior_as_exact_bayes(fit):
     assert temperature.std() < 0.05 and abs(temperature.mean() - 1) < 3 * temperature.std()
 
 
+@slow
 def test_only_the_sliding_window_model_is_flagged(fit):
     """Step 4b: decay clearly below 1, and LOO for icl-general, for the window model alone."""
     full_exact = fit("dirichlet", "dirichlet", "icl")
@@ -66,6 +69,7 @@ def test_only_the_sliding_window_model_is_flagged(fit):
     assert gain > 4 * dse, (gain, dse)
 
 
+@slow
 def test_mixture_world_prefers_the_mixture_updater(fit):
     """Step 4 on the mixture world: icl-mixture beats the single-Dirichlet icl by LOO."""
     exact = fit("mixture", "mixture", "icl")
@@ -75,12 +79,37 @@ def test_mixture_world_prefers_the_mixture_updater(fit):
     assert gain > 4 * dse, (gain, dse)
 
 
-def test_the_script_prints_every_case_from_the_same_runs(fit, workdir, capsys):
+@slow
+def test_the_command_prints_every_case_from_the_same_runs(fit, workdir, capsys):
+    from bayesmatrix.cli import main
+
     for model, world, icl_model in [("dirichlet", "dirichlet", "icl"), ("dirichlet", "dirichlet", "icl-general"),
                                     ("dirichlet-window4", "dirichlet", "icl"),
                                     ("dirichlet-window4", "dirichlet", "icl-general"),
                                     ("mixture", "mixture", "icl"), ("mixture", "mixture", "icl-mixture")]:
         fit(model, world, icl_model)  # already there when the tests above ran: the script reuses them
-    assert main([str(workdir)]) == 0
+    assert main(["windtunnel", "loop", str(workdir)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("LOO: ") == 3 and "decay" in printed and "icl-mixture: w [" in printed
+
+
+def test_the_command_line_defaults_are_the_settings_defaults():
+    from bayesmatrix.cli import build_parser
+
+    args = build_parser().parse_args(["windtunnel", "loop", "somewhere"])
+    defaults = LoopSettings()
+    for name in ("observe", "episodes", "num_warmup", "num_samples", "seed"):
+        assert getattr(args, name) == getattr(defaults, name), name
+
+
+def test_settings_check_themselves(capsys):
+    from bayesmatrix.cli import main
+
+    with pytest.raises(InputError) as error:
+        LoopSettings(observe="rows")
+    assert error.value.field == "observe"
+    with pytest.raises(InputError) as error:
+        LoopSettings(num_samples=0)
+    assert error.value.field == "num_samples"
+    assert main(["windtunnel", "loop", "somewhere", "--num-warmup", "-1"]) == 2
+    assert "--num-warmup" in capsys.readouterr().err

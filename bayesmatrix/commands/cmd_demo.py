@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from pathlib import Path
 
-    from bayesmatrix.analysis.demo import FULL, QUICK, check_out
+    from bayesmatrix.workflows.demo import FULL, QUICK, check_out
 
     check_out(Path(args.out))  # before anything slow
     settings = QUICK if args.quick else FULL
@@ -33,7 +33,7 @@ def _run(args) -> int:
 
     configure(num_chains=settings.num_chains)  # before JAX starts: one host device per chain
 
-    from bayesmatrix.analysis.demo import run_demo
+    from bayesmatrix.workflows.demo import run_demo
 
     result = run_demo(args.out, quick=args.quick, seed=args.seed)
     print(result.summary)

@@ -58,6 +58,8 @@ def register(subparsers) -> None:
     score.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     score.set_defaults(run=_eval)
 
+    _register_loop(actions)
+
 
 def _train(args) -> int:
     from bayesmatrix.data.windtunnel.training import TrainOptions, train
@@ -101,4 +103,35 @@ def _eval(args) -> int:
     print(format_evaluation(evaluation))
     if args.out:
         print(f"wrote {write_evaluation(evaluation, args.out)}")
+    return 0
+
+
+def _register_loop(actions) -> None:
+    # The defaults are those of bayesmatrix.workflows.windtunnel_loop.LoopSettings (a test keeps them equal).
+    loop = actions.add_parser(
+        "loop",
+        help="close the loop: log the shipped models, fit the ICL models, read the prior back",
+        description="Log each shipped wind-tunnel model (dirichlet, dirichlet-window4, mixture) with `bayesmatrix "
+        "log` on its world's task and fit the ICL models to it with `bayesmatrix fit`, each as its own process, "
+        "then print the fitted prior, decay and temperature against the world's alpha_true and the PSIS-LOO "
+        "differences (README, \"Closing the loop\").",
+    )
+    loop.add_argument("out", metavar="DIR", help="folder for the logs and run directories; what it already holds "
+                      "is reused, so other settings need another folder")
+    loop.add_argument("--observe", choices=("counts", "probs"), default="counts",
+                      help="fit the tokens sampled from each row (counts, default) or the rows themselves "
+                      "(probs, in float64)")
+    loop.add_argument("--episodes", type=int, default=64, help="episodes logged per model (default %(default)s)")
+    loop.add_argument("--num-warmup", type=int, default=200, help="default %(default)s")
+    loop.add_argument("--num-samples", type=int, default=200, help="draws per chain (default %(default)s)")
+    loop.add_argument("--seed", type=int, default=1, help="log and fit seed (default %(default)s)")
+    loop.set_defaults(run=_loop)
+
+
+def _loop(args) -> int:
+    from bayesmatrix.workflows.windtunnel_loop import LoopSettings, run_loop
+
+    settings = LoopSettings(episodes=args.episodes, observe=args.observe, num_warmup=args.num_warmup,
+                            num_samples=args.num_samples, seed=args.seed)
+    run_loop(args.out, settings)
     return 0

@@ -1,9 +1,10 @@
 """Closing the wind-tunnel loop: log the shipped models as any LLM, fit the ICL models, read off the prior.
 
-DESIGN.md §1 ("Wind tunnels"). Each shipped wind-tunnel model is logged with
-``bayesmatrix log --task windtunnel-WORLD`` and fitted with ``bayesmatrix
-fit``, exactly as a user would log and fit an LLM; the world's prior
-``alpha_true`` is known, so the fit can be checked against it:
+README, "Closing the loop". Each shipped wind-tunnel model is logged with
+``bayesmatrix log`` on its world's task (``windtunnel-WORLD``) and fitted with
+``bayesmatrix fit``, each as its own process, exactly as a user would log and
+fit an LLM; the world's prior ``alpha_true`` is known, so the fit can be
+checked against it:
 
 - ``dirichlet`` (the full model): ``icl-general`` should find ``alpha_true``
   with ``decay`` and ``temperature`` near 1, and LOO should not prefer it
@@ -12,22 +13,20 @@ fit``, exactly as a user would log and fit an LLM; the world's prior
   clearly below 1, and LOO prefers ``icl-general``;
 - ``mixture``: ``icl-mixture`` beats the single-Dirichlet ``icl`` by LOO.
 
-``--observe counts`` (the default) fits the tokens sampled from each row
-(``log --samples``), what an outside observer of the model sees;
-``--observe probs`` fits the logged rows themselves, where the fitted
-precision ``tau`` makes every deviation from exact Bayes, however small,
-visible.
-
-    python -m analysis.windtunnel_loop DIR [--observe counts|probs] [--episodes 64] [--num-samples 200]
+``observe="counts"`` (the default) fits the tokens sampled from each row, what
+an outside observer of the model sees; ``observe="probs"`` fits the logged rows
+themselves, where the fitted precision ``tau`` makes every deviation from exact
+Bayes, however small, visible. :func:`run_loop` runs every case and prints the
+table; ``bayesmatrix windtunnel loop DIR`` runs it from the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable
 
 import numpy as np
 
@@ -37,21 +36,34 @@ CASES = (
     ("dirichlet-window4", "dirichlet", ("icl", "icl-general")),
     ("mixture", "mixture", ("icl", "icl-mixture")),
 )
+OBSERVE = ("counts", "probs")
 
 
-class LoopSettings(NamedTuple):
-    """How each model is logged and fitted."""
+@dataclass(frozen=True)
+class LoopSettings:
+    """How each model is logged and fitted; checks itself (an :class:`InputError` names the field)."""
 
     episodes: int = 64
     length: int = 32
     samples: int = 10
-    """Tokens sampled per row (``log --samples``)."""
+    """Tokens sampled per row (what ``bayesmatrix log`` samples from each row)."""
     observe: str = "counts"
     """``counts`` (the sampled tokens) or ``probs`` (the rows; fitted in float64)."""
     num_chains: int = 2
     num_warmup: int = 200
     num_samples: int = 200
     seed: int = 1
+
+    def __post_init__(self):
+        from bayesmatrix.data.errors import InputError
+
+        if self.observe not in OBSERVE:
+            raise InputError(f"is {self.observe!r}; choose one of {', '.join(OBSERVE)}", field="observe")
+        for name in ("episodes", "length", "samples", "num_chains", "num_samples"):
+            if getattr(self, name) < 1:
+                raise InputError(f"is {getattr(self, name)}; it must be at least 1", field=name)
+        if self.num_warmup < 0:
+            raise InputError(f"is {self.num_warmup}; it must not be negative", field="num_warmup")
 
 
 def logged(workdir: Path, model: str, world: str, settings: LoopSettings) -> Path:
@@ -87,7 +99,7 @@ def _bayesmatrix(arguments: list[str], printed: str) -> None:
     host device per chain), whatever this process has configured.
     """
     with open(printed, "w") as output:
-        status = subprocess.run([sys.executable, "-m", "bayesmatrix.cli", *arguments], stdout=output,
+        status = subprocess.run([sys.executable, "-m", "bayesmatrix", *arguments], stdout=output,
                                 stderr=subprocess.STDOUT).returncode
     if status != 0:
         raise RuntimeError(f"bayesmatrix {arguments[0]} exited with {status}; its output is in {printed}")
@@ -127,44 +139,36 @@ def interval(draws: np.ndarray) -> str:
     return f"{draws.mean():.3f} [{low:.3f}, {high:.3f}]"  # mean [94% interval]
 
 
-def main(argv=None) -> int:
+def run_loop(workdir: str | Path, settings: LoopSettings = LoopSettings(),
+             say: Callable[[str], None] = print) -> dict[str, tuple[Path, Path]]:
+    """Log and fit every case of :data:`CASES` into ``workdir`` (reusing what it holds) and ``say`` the table.
+
+    Returns each shipped model's two run directories (exact Bayes first, then the other updater).
+    """
     from bayesmatrix.data.windtunnel import WORLDS
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path, help="folder for the logs and run directories; what it already holds "
-                        "is reused, so other settings need another folder")
-    parser.add_argument("--observe", choices=("counts", "probs"), default="counts")
-    parser.add_argument("--episodes", type=int, default=LoopSettings._field_defaults["episodes"])
-    parser.add_argument("--num-warmup", type=int, default=LoopSettings._field_defaults["num_warmup"])
-    parser.add_argument("--num-samples", type=int, default=LoopSettings._field_defaults["num_samples"])
-    parser.add_argument("--seed", type=int, default=LoopSettings._field_defaults["seed"])
-    args = parser.parse_args(argv)
-    settings = LoopSettings(episodes=args.episodes, observe=args.observe, num_warmup=args.num_warmup,
-                            num_samples=args.num_samples, seed=args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     rows = settings.episodes * (settings.length + 1)
-    print(f"{settings.episodes} episodes x {settings.length + 1} rows = {rows} rows per log, observing "
-          f"{settings.observe}" + (f" ({settings.samples} tokens per row)" if settings.observe == "counts" else ""))
+    say(f"{settings.episodes} episodes x {settings.length + 1} rows = {rows} rows per log, observing "
+        f"{settings.observe}" + (f" ({settings.samples} tokens per row)" if settings.observe == "counts" else ""))
+    runs_of = {}
     for model, world, (exact, other) in CASES:
-        runs = [fitted(args.out, model, world, name, settings) for name in (exact, other)]
+        runs = [fitted(workdir, model, world, name, settings) for name in (exact, other)]
+        runs_of[model] = (runs[0], runs[1])
         gain, dse = loo_gain(*runs)
         alphas = np.asarray(WORLDS[world].alphas)
-        print(f"\n{model} (world {world}, alpha_true {alphas.tolist()}):")
-        print(f"  LOO: {other} - {exact} = {gain:.1f} +- {dse:.1f}   divergences: "
-              + ", ".join(f"{name} {divergences(run)}" for name, run in zip((exact, other), runs)))
+        say(f"\n{model} (world {world}, alpha_true {alphas.tolist()}):")
+        say(f"  LOO: {other} - {exact} = {gain:.1f} +- {dse:.1f}   divergences: "
+            + ", ".join(f"{name} {divergences(run)}" for name, run in zip((exact, other), runs)))
         for name, run in zip((exact, other), runs):
             if name == "icl-mixture":
-                print(f"  {name}: w {rounded(posterior(run, 'w').mean(0))}; "
-                      f"s {', '.join(interval(d) for d in posterior(run, 's').T)}; "
-                      f"m {rounded(posterior(run, 'm').mean(0))}")
+                say(f"  {name}: w {rounded(posterior(run, 'w').mean(0))}; "
+                    f"s {', '.join(interval(d) for d in posterior(run, 's').T)}; "
+                    f"m {rounded(posterior(run, 'm').mean(0))}")
                 continue
             sites = ["s", "decay", "temperature"] if name == "icl-general" else ["s"]
             m = posterior(run, "m")
-            print(f"  {name}: " + "; ".join(f"{site} {interval(posterior(run, site))}" for site in sites)
-                  + f"; m {rounded(m.mean(0))} (sd {[float(f'{sd:.2g}') for sd in m.std(0)]})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+            say(f"  {name}: " + "; ".join(f"{site} {interval(posterior(run, site))}" for site in sites)
+                + f"; m {rounded(m.mean(0))} (sd {[float(f'{sd:.2g}') for sd in m.std(0)]})")
+    return runs_of

@@ -13,7 +13,7 @@ Stages (each prints one line, and the work below it shows its own progress bars)
 6. the HTML report (``analysis.report``) and a plain-language summary.
 
 ``inference.runtime.configure`` must run before JAX starts, so the command
-calls it first (one host device per chain).
+(``bayesmatrix demo``) calls it first (one host device per chain).
 """
 
 from __future__ import annotations
@@ -83,12 +83,13 @@ def _stage(number: int, total: int, text: str) -> None:
     print(f"[{number}/{total}] {text}", file=sys.stderr, flush=True)
 
 
-def check_out(out: Path) -> None:
+def check_out(out: str | Path) -> None:
     """The demo owns its folder: it may be new, empty, or a previous demo's (which is replaced)."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a directory", file=str(out), field="--out")
+        raise InputError(f"{out} exists and is not a directory", field="out")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise InputError(f"is not empty and holds no {MARKER}; choose a new folder for the demo", file=str(out), field="--out")
+        raise InputError(f"{out} is not empty and holds no {MARKER}; choose a new folder for the demo", field="out")
 
 
 def run_demo(out: str | Path = "demo-out", quick: bool = False, seed: int = 0) -> DemoResult:
