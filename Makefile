@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.sufficient
 	$(BIN)/python -m benchmarks.devices
 	$(BIN)/python -m benchmarks.scale --no-progress-bar
-	$(BIN)/python -m benchmarks.logging
+	$(BIN)/python -m benchmarks.llm_logging
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,7 +9,7 @@ class InputError(ValueError):
     The message is one line: ``FILE: field 'F', row R: what is wrong``. The CLI
     prints it on stderr and exits with status 2. Library code names a field by
     its Python name (``num_samples``); the command line alone shows it as the
-    flag the user typed (``--num-samples``), through :meth:`renamed`.
+    flag the user typed, through :meth:`renamed`.
     """
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None, row: int | None = None):

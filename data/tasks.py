@@ -1,6 +1,6 @@
 """In-context learning tasks: categories rendered into a prompt, one observation at a time.
 
-An ICL episode (DESIGN.md §1) draws a row distribution ``pi ~ Dirichlet(alpha)``,
+An ICL episode (README.md, "Logging") draws a row distribution ``pi ~ Dirichlet(alpha)``,
 samples ``K`` observations from it and writes them into one prompt::
 
     Coin flips: H, T, H,
@@ -12,9 +12,9 @@ at the token just before the token that spells observation ``k``, so one
 rendering gives the predictives after 0, 1, ..., K observations.
 
 The registry ``TASKS`` holds the shipped tasks: ``coin`` (H/T), ``die`` (1-6)
-and ``labels`` (words the user names with ``--labels``); ``windtunnel-WORLD``
-names the task of a wind-tunnel world (``data.windtunnel.worlds``), whose
-prior may be a Dirichlet mixture: an episode then draws a component ``z ~
+and ``labels`` (words the user names); ``windtunnel-WORLD`` names the task
+of a wind-tunnel world (:mod:`bayesmatrix.data.windtunnel.worlds`, see
+:func:`windtunnel_task`), whose prior may be a Dirichlet mixture: an episode then draws a component ``z ~
 Categorical(w)`` and ``pi ~ Dirichlet(alpha_z)``. A log's ``task``
 attribute is :meth:`Task.to_json` plus the episode settings, and
 :func:`task_from_json` rebuilds the task from it.
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.windtunnel.worlds import PROMPT_HEADER, PROMPT_OBSERVATION, WORLDS, World, get_world
 
 # Episodes draw from numpy streams keyed (WORLD_STREAM, episode) under the user's seed.
 WORLD_STREAM = 0
@@ -108,7 +108,7 @@ class Task:
 TASKS: dict[str, Task] = {
     "coin": Task("coin", ("H", "T"), "Coin flips:"),
     "die": Task("die", tuple(str(face) for face in range(1, 7)), "Die rolls:"),
-    # The categories come from --labels; the registry entry holds the rendering.
+    # The categories are the user's labels; the registry entry holds the rendering.
     "labels": Task("labels", (), "Labels:"),
 }
 
@@ -121,22 +121,20 @@ def get_task(name: str, labels: Sequence[str] | None = None, alpha: Sequence[flo
     wind-tunnel task, whose world fixes its prior.
     """
     if name.startswith(WINDTUNNEL_PREFIX):
-        from bayesmatrix.data.windtunnel.worlds import WORLDS, icl_task
-
         if name.removeprefix(WINDTUNNEL_PREFIX) not in WORLDS:
             raise InputError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}", field="task")
         if labels or alpha is not None:
-            raise InputError(f"task {name!r} takes neither --labels nor --alpha: its world fixes them", field="task")
-        return icl_task(name.removeprefix(WINDTUNNEL_PREFIX))
+            raise InputError(f"task {name!r} takes neither labels nor alpha: its world fixes them", field="task")
+        return windtunnel_task(name.removeprefix(WINDTUNNEL_PREFIX))
     if name not in TASKS:
         raise InputError(f"unknown task {name!r}; known tasks: {', '.join(known_tasks())}", field="task")
     task = TASKS[name]
     if name == "labels":
         if not labels:
-            raise InputError("task 'labels' needs --labels (a file with one label per line, or a,b,c)", field="labels")
+            raise InputError("task 'labels' needs its labels (two or more category names)", field="labels")
         task = dataclasses.replace(task, categories=tuple(labels))
     elif labels:
-        raise InputError(f"--labels only applies to the task 'labels', not {name!r}", field="labels")
+        raise InputError(f"labels only apply to the task 'labels', not {name!r}", field="labels")
     if alpha is not None:
         alpha = tuple(float(a) for a in alpha)
         if len(alpha) != len(task.categories):
@@ -151,8 +149,6 @@ def get_task(name: str, labels: Sequence[str] | None = None, alpha: Sequence[flo
 
 def known_tasks() -> list[str]:
     """Every task name ``get_task`` accepts: the registry's and one per wind-tunnel world."""
-    from bayesmatrix.data.windtunnel.worlds import WORLDS
-
     return sorted(TASKS) + [WINDTUNNEL_PREFIX + world for world in WORLDS]
 
 
@@ -174,7 +170,7 @@ def draw_episode(task: Task, length: int, seed: int, episode: int) -> np.ndarray
 
 
 def task_from_json(task_json: Mapping[str, Any]) -> Task:
-    """Rebuild a task from a log's ``task`` attribute (see :func:`data.llmlog.task_of`)."""
+    """Rebuild a task from a log's ``task`` attribute (see :func:`bayesmatrix.data.llmlog.task_of`)."""
     template = task_json["template"]
     return Task(
         name=task_json["name"],
@@ -188,39 +184,24 @@ def task_from_json(task_json: Mapping[str, Any]) -> Task:
     )
 
 
-def parse_alpha(text: str) -> tuple[float, ...]:
-    """``"1,1"`` -> ``(1.0, 1.0)``; a bad value is an :class:`InputError` on ``--alpha``."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise InputError(f"{text!r} is not a comma-separated list of numbers", field="alpha") from None
+def windtunnel_task(world: World | str) -> Task:
+    """A wind-tunnel world as the task ``windtunnel-WORLD``, so ``bayesmatrix log`` can log a trained model.
 
-
-def parse_labels(spec: str) -> tuple[str, ...]:
-    """Labels from ``--labels``: an existing file (one label per line) or ``a,b,c``.
-
-    Labels are stripped of surrounding whitespace (the rendering supplies the
-    space before each one); blank lines are skipped; duplicates are errors.
+    Its episodes draw ``pi`` from the world's prior (a Dirichlet, or a
+    Dirichlet mixture through ``Task.mixture``) under the logger's own seed,
+    and are rendered exactly as the model was trained: ``<bos> A C B ...``.
     """
-    path = Path(spec)
-    if path.is_file():
-        file = str(path)
-        lines = path.read_text(encoding="utf-8").splitlines()
-        labels = [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
-        if not labels:
-            raise InputError("no labels (the file is empty)", file=file, field="labels")
+    if isinstance(world, str):
+        world = get_world(world)
+    prior: dict[str, Any]
+    if len(world.weights) == 1:
+        prior = {"alpha": world.alphas[0]}
     else:
-        file = None
-        labels = [(number, part.strip()) for number, part in enumerate(spec.split(","), start=1)]
-        empty = [number for number, label in labels if not label]
-        if empty:
-            raise InputError(f"label {empty[0]} of {spec!r} is empty", field="labels")
-    seen: dict[str, int] = {}
-    for number, label in labels:
-        if label in seen:
-            where = "line" if file else "label"
-            raise InputError(f"{where} {number}: {label!r} repeats {where} {seen[label]}", file=file, field="labels")
-        seen[label] = number
-    if len(labels) < 2:
-        raise InputError("an ICL task needs at least two labels", file=file, field="labels")
-    return tuple(label for _, label in labels)
+        prior = {"mixture": tuple(zip(world.weights, world.alphas))}
+    return Task(
+        name=WINDTUNNEL_PREFIX + world.name,
+        categories=world.categories,
+        header=PROMPT_HEADER,
+        observation=PROMPT_OBSERVATION,
+        **prior,
+    )

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from bayesmatrix.cli import main
+from bayesmatrix.data.columns import read_columns
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llm import (
     LoadedModel,
@@ -26,7 +27,6 @@ from bayesmatrix.data.llm import (
     log_prompts,
     log_task,
     next_token_logprobs,
-    read_columns,
     read_prompts,
     run_log,
 )
@@ -265,11 +265,14 @@ def _cli(argv, capsys):
     [
         (["--prompts", "p.txt", "--columns", "c.txt", "--topk", "3"], "not allowed with argument"),
         (["--prompts", "p.txt", "--task", "coin"], "not allowed with argument"),
-        (["--prompts", "p.txt"], "exactly one of --columns FILE or --topk K"),
+        (["--prompts", "p.txt"], "field '--columns': prompts mode needs exactly one of columns"),
         (["--task", "dice"], "unknown task 'dice'"),
-        ([], "give either --task"),
+        ([], "field '--task': give either task"),
         (["--prompts", "missing.txt", "--topk", "3"], "missing.txt: field 'prompts': no such file"),
-        (["--task", "coin", "--topk", "3"], "belong to prompts mode"),
+        (["--task", "coin", "--topk", "3"], "field '--columns': columns and topk belong to prompts mode"),
+        (["--task", "coin", "--episodes", "0"], "field '--episodes': must be at least 1"),
+        (["--task", "coin", "--alpha", "1,x"], "field '--alpha': '1,x' is not a comma-separated list"),
+        (["--task", "labels", "--labels", "cat,cat"], "field '--labels': label 2: 'cat' repeats label 1"),
         (["--task", "coin", "--alpha", "1,2,3"], "has 3 values"),
     ],
 )
@@ -307,7 +310,7 @@ def test_command_writes_a_valid_log_and_cleans_up(tiny_folder, tmp_path, capsys)
     assert not Path(f"{out}.partial").exists()
 
 
-def test_other_arguments_with_a_partial_run_need_restart(tiny_folder, tmp_path):
+def test_other_arguments_with_a_partial_run_need_restart(tiny_folder, tmp_path, capsys):
     from bayesmatrix.data.llm import Checkpoint
 
     out = tmp_path / "coin.nc"
@@ -316,7 +319,10 @@ def test_other_arguments_with_a_partial_run_need_restart(tiny_folder, tmp_path):
     Checkpoint(partial, {"seed": 0}).open()  # as an unfinished run with other arguments leaves it
     with pytest.raises(InputError, match=r"coin.nc.partial: holds an unfinished run with different arguments") as error:
         run_log(out, seed=1, **common)
-    assert "delete it or pass --restart" in str(error.value)
+    assert "delete it or rerun with restart=True" in str(error.value)
+    argv = ["--model", str(tiny_folder), "--task", "coin", "--episodes", "4", "--length", "3", "--seed", "1"]
+    status, err = _cli([*argv, "--out", str(out)], capsys)
+    assert status == 2 and "coin.nc.partial: holds an unfinished run" in err and "delete it or pass --restart" in err
     assert not out.exists()
     run_log(out, seed=1, restart=True, **common)
     assert read_log(out).attrs["seed"] == 1 and not partial.exists()
@@ -419,7 +425,7 @@ def test_benchmark_script_runs_with_tiny_settings(tiny_folder, capsys):
     import argparse
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "logging.py"
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "llm_logging.py"
     spec = importlib.util.spec_from_file_location("benchmark_logging", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)

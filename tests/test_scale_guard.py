@@ -2,8 +2,8 @@
 
 An LLM's vocabulary is large (49,152 columns for SmolLM2); a log of many rows
 must never hold a rows x vocabulary array. Logits are read batch by batch and
-reduced to the chosen columns plus ``<other>`` at once (``bayesmatrix.data.llm._forward``
-and ``_read_rows``); these tests watch every call on a tiny GPT-2 whose
+reduced to the chosen columns plus ``<other>`` at once (``_forward`` and ``_read_rows``,
+as the drivers of ``bayesmatrix.data.llm.drivers`` call them); these tests watch every call on a tiny GPT-2 whose
 vocabulary is much wider than its top-k columns.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-import bayesmatrix.data.llm as llm_module
+import bayesmatrix.data.llm.drivers as drivers
 from bayesmatrix.data.llm import load_model, log_prompts
 
 FILLER = [f"w{i}" for i in range(3000)]
@@ -44,7 +44,7 @@ def wide_vocabulary_model(tmp_path_factory):
 def test_topk_logging_never_holds_rows_by_vocabulary(wide_vocabulary_model, monkeypatch):
     vocabulary = len(WORDS)
     seen_logits, seen_rows = [], []
-    forward, read_rows = llm_module._forward, llm_module._read_rows
+    forward, read_rows = drivers._forward, drivers._read_rows
 
     def watched_forward(*args, **kwargs):  # calls through; records the shape of every logits block
         logits, embedding = forward(*args, **kwargs)
@@ -55,8 +55,8 @@ def test_topk_logging_never_holds_rows_by_vocabulary(wide_vocabulary_model, monk
         seen_rows.append(tuple(logits.shape))
         return read_rows(logits, *args, **kwargs)
 
-    monkeypatch.setattr(llm_module, "_forward", watched_forward)
-    monkeypatch.setattr(llm_module, "_read_rows", watched_read_rows)
+    monkeypatch.setattr(drivers, "_forward", watched_forward)
+    monkeypatch.setattr(drivers, "_read_rows", watched_read_rows)
     ds = log_prompts(wide_vocabulary_model, PROMPTS, topk=3, batch_size=BATCH)
 
     # two passes (top-k columns, then rows), each batch by batch

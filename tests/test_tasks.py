@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bayesmatrix.data.errors import InputError
-from bayesmatrix.data.tasks import TASKS, draw_episode, get_task, parse_alpha, parse_labels, task_from_json
+from bayesmatrix.commands.parsing import parse_floats, parse_labels
+from bayesmatrix.data.tasks import TASKS, draw_episode, get_task, task_from_json
 
 
 def test_coin_renders_observations_where_the_spans_say():
@@ -48,9 +49,9 @@ def test_get_task_rejects_bad_options(kwargs, field):
 
 
 def test_parse_alpha():
-    assert parse_alpha("1,2.5") == (1.0, 2.5)
+    assert parse_floats("1,2.5", "alpha") == (1.0, 2.5)
     with pytest.raises(InputError, match="alpha"):
-        parse_alpha("1,x")
+        parse_floats("1,x", "alpha")
 
 
 def test_parse_labels_from_text_and_file(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bayesmatrix.cli import main
+from bayesmatrix.commands.cmd_windtunnel import train_command
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.windtunnel import (
     WORLDS,
@@ -21,7 +22,6 @@ from bayesmatrix.data.windtunnel import (
     episodes,
     evaluate,
     get_world,
-    icl_task,
     kl_bits,
     load,
     model_predictive,
@@ -30,6 +30,7 @@ from bayesmatrix.data.windtunnel import (
     write_evaluation,
 )
 from bayesmatrix.data.windtunnel.modeling import SHIPPED_DIR, build_model, build_tokenizer, input_ids, receptive_field
+from bayesmatrix.data.tasks import windtunnel_task
 from bayesmatrix.data.windtunnel.worlds import context_counts, held_out_rng
 
 REPO = Path(__file__).resolve().parent.parent
@@ -180,7 +181,7 @@ def test_sliding_window_is_kept_in_the_saved_folder(tmp_path, window):
 
 
 def test_gpt2_refuses_a_window():
-    with pytest.raises(InputError, match="sliding window needs --arch llama"):
+    with pytest.raises(InputError, match="sliding window needs the llama architecture"):
         build_model(WORLDS["dirichlet"], "gpt2", 4, max_positions=64, seed=0)
 
 
@@ -192,7 +193,7 @@ def tiny(tmp_path_factory):
     """A Llama trained 50 steps on short sequences (about 2 s)."""
     options = TrainOptions(world="dirichlet", steps=50, length=8, batch_size=32, eval_every=25, checkpoint_every=25)
     out = tmp_path_factory.mktemp("tiny")
-    return options, train(options, out, progress=False)
+    return options, train(options, out, progress=False, command=train_command(options, out))
 
 
 def test_training_writes_a_regular_transformers_folder(tiny):
@@ -308,7 +309,7 @@ def test_cli_eval_prints_the_curve(tiny, tmp_path, capsys):
 
 
 def test_shipped_models_are_package_data_and_small():
-    root = importlib.resources.files("data") / "shipped" / "windtunnel"
+    root = importlib.resources.files("bayesmatrix.data") / "shipped" / "windtunnel"
     total = 0
     for name in SHIPPED:
         folder = shipped_model(name)
@@ -316,6 +317,7 @@ def test_shipped_models_are_package_data_and_small():
         assert (root / name / "model.safetensors").is_file()
         record = json.loads((folder / "training.json").read_text())
         assert record["command"].split("--out ")[1].split()[0] == f"data/shipped/windtunnel/{name}"
+        assert train_command(TrainOptions(**record["options"]), f"data/shipped/windtunnel/{name}") == record["command"]
         assert not (folder / "checkpoint.pt").exists()
         total += sum(p.stat().st_size for p in folder.iterdir())
     assert total < 5 * 2**20
@@ -328,7 +330,7 @@ def test_the_logger_reads_a_shipped_model_through_its_icl_task():
     from bayesmatrix.data.llm import load_model, log_task
 
     loaded = load_model(str(shipped_model("dirichlet")))
-    log = log_task(loaded, icl_task("dirichlet"), episodes=4, length=8, seed=0)
+    log = log_task(loaded, windtunnel_task("dirichlet"), episodes=4, length=8, seed=0)
     assert [str(c) for c in log["col"].values] == ["A", "B", "C", "<other>"]
     probs = log["probs"].values[:, :3]
     alpha = np.asarray(WORLDS["dirichlet"].alphas[0])
@@ -341,7 +343,7 @@ def test_mixture_world_task_draws_from_its_components():
     from bayesmatrix.data.tasks import draw_episode, get_task, task_from_json
 
     task = get_task("windtunnel-mixture")
-    assert task == icl_task("mixture") and task.alpha is None
+    assert task == windtunnel_task("mixture") and task.alpha is None
     assert task_from_json(task.to_json()) == task
     world = WORLDS["mixture"]
     # The share of A among all draws: under the mixture, E[pi_A] = sum_j w_j alpha_jA / S_j.

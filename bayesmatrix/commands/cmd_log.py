@@ -66,29 +66,33 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bayesmatrix.data.llm import run_log
+    from bayesmatrix.commands.parsing import parse_floats, parse_labels
+    from bayesmatrix.data.llm import UnfinishedRunError, run_log
 
-    out = run_log(
-        args.out,
-        model=args.model,
-        prompts=args.prompts,
-        columns=args.columns,
-        topk=args.topk,
-        task=args.task,
-        labels=args.labels,
-        alpha=args.alpha,
-        episodes=args.episodes,
-        length=args.length,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        samples=args.samples,
-        temperature=args.temperature,
-        embeddings=args.embeddings,
-        topk_store=args.topk_store,
-        dtype=args.dtype,
-        device=args.device,
-        checkpoint_every=args.checkpoint_every,
-        restart=args.restart,
-    )
+    try:
+        out = run_log(
+            args.out,
+            model=args.model,
+            prompts=args.prompts,
+            columns=args.columns,
+            topk=args.topk,
+            task=args.task,
+            labels=None if args.labels is None else parse_labels(args.labels),
+            alpha=None if args.alpha is None else parse_floats(args.alpha, "alpha"),
+            episodes=args.episodes,
+            length=args.length,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            samples=args.samples,
+            temperature=args.temperature,
+            embeddings=args.embeddings,
+            topk_store=args.topk_store,
+            dtype=args.dtype,
+            device=args.device,
+            checkpoint_every=args.checkpoint_every,
+            restart=args.restart,
+        )
+    except UnfinishedRunError as error:
+        raise UnfinishedRunError(error.file, error.changed, way_out="delete it or pass --restart") from None
     print(f"wrote {out}")
     return 0

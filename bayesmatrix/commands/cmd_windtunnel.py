@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 DESCRIPTION = """\
-The Bayesian wind tunnel (DESIGN.md §1). `train` fits a small transformer on
+The Bayesian wind tunnel (README.md, "Wind tunnel"). `train` fits a small transformer on
 fresh sequences from a world whose posterior predictive is known in closed
 form (dirichlet: pi ~ Dirichlet(2, 1, 0.5); mixture: 0.6 Dirichlet(4, 2, 1) +
 0.4 Dirichlet(0.5, 0.5, 3); tokens A, B, C after <bos>). `eval` scores a
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--length", type=int, default=32, metavar="K", help="tokens per sequence (default 32)")
     train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
+    train.add_argument("--lr", dest="learning_rate", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     train.add_argument("--warmup-steps", type=int, help="linear warm-up (default 5%% of --steps)")
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--eval-every", type=int, default=100, help="steps between learning-curve evaluations")
@@ -72,13 +74,14 @@ def _train(args) -> int:
         seed=args.seed,
         length=args.length,
         batch_size=args.batch_size,
-        learning_rate=args.lr,
+        learning_rate=args.learning_rate,
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
     )
-    result = train(options, args.out, threads=args.threads, progress=not args.quiet)
+    result = train(options, args.out, threads=args.threads, progress=not args.quiet,
+                   command=train_command(options, args.out))
     final = result.record["final"]
     if result.resumed_from == options.steps:
         print(f"{args.out}: already trained ({options.steps} steps)")
@@ -89,6 +92,38 @@ def _train(args) -> int:
         f"held-out mean KL {final['kl_bits']:.3e} bits (learning curve in learning_curve.csv)"
     )
     return 0
+
+
+# Options with their own flag besides --world, --steps, --out, --arch and --window, in command-line order.
+_TRAIN_FLAGS = {
+    "seed": "--seed",
+    "length": "--length",
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "warmup_steps": "--warmup-steps",
+    "weight_decay": "--weight-decay",
+    "eval_every": "--eval-every",
+    "checkpoint_every": "--checkpoint-every",
+}
+
+
+def train_command(options, out) -> str:
+    """The ``bayesmatrix windtunnel train`` command line that reproduces ``options`` into ``out``.
+
+    Options at their defaults are left out, except the seed.
+    """
+    from bayesmatrix.data.windtunnel.training import TrainOptions
+
+    words = ["bayesmatrix", "windtunnel", "train", "--world", options.world, "--steps", str(options.steps)]
+    words += ["--out", str(out), "--arch", options.arch]
+    if options.window is not None:
+        words += ["--window", str(options.window)]
+    defaults = TrainOptions(world=options.world, steps=options.steps)
+    for field, flag in _TRAIN_FLAGS.items():
+        value = getattr(options, field)
+        if value != getattr(defaults, field) or field == "seed":
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def _eval(args) -> int:

@@ -24,7 +24,6 @@ import numpy as np
 
 from bayesmatrix.data.atomic import write_text_atomic
 from bayesmatrix.data.errors import InputError
-from bayesmatrix.data.windtunnel.modeling import load, model_predictive, receptive_field
 from bayesmatrix.data.windtunnel.worlds import HELD_OUT_SEED, held_out_rng, kl_bits
 
 
@@ -99,19 +98,21 @@ def evaluate(
     model_dir: str | os.PathLike, sequences: int = 1000, length: int | None = None, seed: int = HELD_OUT_SEED
 ) -> Evaluation:
     """Score a trained folder on ``sequences`` held-out sequences of ``length`` tokens (default: its ``K``)."""
+    from bayesmatrix.data.windtunnel.modeling import load, model_predictive, receptive_field  # torch
+
     loaded = load(model_dir)
     train_length = int(loaded.record["options"]["length"])
     length = train_length if length is None else length
     if sequences < 1:
-        raise InputError(f"must be at least 1, not {sequences}", field="--sequences")
+        raise InputError(f"must be at least 1, not {sequences}", field="sequences")
     if length < 1:
-        raise InputError(f"must be at least 1, not {length}", field="--length")
+        raise InputError(f"must be at least 1, not {length}", field="length")
     max_positions = getattr(loaded.model.config, "n_positions", None)
     if max_positions is not None and length > max_positions:
         raise InputError(
             f"{length} tokens exceed the {max_positions} learned positions of this GPT-2",
             file=str(model_dir),
-            field="--length",
+            field="length",
         )
     world = loaded.world
     tokens = world.sample(held_out_rng(seed), sequences, length).tokens
@@ -182,5 +183,5 @@ def write_evaluation(evaluation: Evaluation, path: str | os.PathLike) -> Path:
         writer.writerows(rows)
         text = buffer.getvalue()
     else:
-        raise InputError("the output must end in .json or .csv", file=str(path), field="--out")
+        raise InputError("the output must end in .json or .csv", file=str(path), field="out")
     return write_text_atomic(path, text)

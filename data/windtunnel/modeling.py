@@ -74,13 +74,12 @@ def build_model(world: World, arch: str, window: int | None, max_positions: int,
     from transformers import MistralForCausalLM
 
     if arch not in ARCHITECTURES:
-        raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}", field="--arch")
+        raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}", field="arch")
     if window is not None and window < 1:
-        raise InputError(f"must be a positive number of positions, not {window}", field="--window")
+        raise InputError(f"must be a positive number of positions, not {window}", field="window")
     if window is not None and arch != "llama":
-        raise InputError(
-            "a sliding window needs --arch llama (GPT-2 has no sliding-window attention)", field="--window"
-        )
+        raise InputError("a sliding window needs the llama architecture (GPT-2 has no sliding-window attention)",
+                         field="window")
     ids = vocabulary(world)
     common = dict(vocab_size=len(ids), bos_token_id=ids[BOS], pad_token_id=ids[PAD], eos_token_id=None)
     torch.manual_seed(seed)

@@ -23,7 +23,6 @@ import dataclasses
 import io
 import json
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -95,39 +94,13 @@ class TrainOptions:
         positive = ("steps", "length", "batch_size", "eval_every", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
-                raise InputError(f"must be at least 1, not {getattr(self, name)}", field="--" + name.replace("_", "-"))
+                raise InputError(f"must be at least 1, not {getattr(self, name)}", field=name)
         if not self.learning_rate > 0:
-            raise InputError(f"must be positive, not {self.learning_rate}", field="--lr")
+            raise InputError(f"must be positive, not {self.learning_rate}", field="learning_rate")
 
     @property
     def resolved_warmup_steps(self) -> int:
         return self.warmup_steps if self.warmup_steps is not None else max(1, self.steps // 20)
-
-    def command(self, out: str | os.PathLike) -> str:
-        """The ``bayesmatrix windtunnel train`` command line that reproduces this run into ``out``."""
-        words = ["bayesmatrix", "windtunnel", "train", "--world", self.world, "--steps", str(self.steps)]
-        words += ["--out", str(out), "--arch", self.arch]
-        if self.window is not None:
-            words += ["--window", str(self.window)]
-        defaults = TrainOptions(world=self.world, steps=self.steps)
-        for field, flag in _FLAGS.items():
-            value = getattr(self, field)
-            if value != getattr(defaults, field) or field == "seed":
-                words += [flag, str(value)]
-        return shlex.join(words)
-
-
-# Options with their own command-line flag (besides --world, --steps, --out, --arch, --window).
-_FLAGS = {
-    "seed": "--seed",
-    "length": "--length",
-    "batch_size": "--batch-size",
-    "learning_rate": "--lr",
-    "warmup_steps": "--warmup-steps",
-    "weight_decay": "--weight-decay",
-    "eval_every": "--eval-every",
-    "checkpoint_every": "--checkpoint-every",
-}
 
 
 class TrainResult(NamedTuple):
@@ -143,8 +116,19 @@ class TrainResult(NamedTuple):
     """The step this invocation started at (0 for a fresh run; ``steps`` if it was already complete)."""
 
 
-def train(options: TrainOptions, out: str | os.PathLike, *, threads: int = 1, progress: bool = True) -> TrainResult:
-    """Train (or resume, or find already trained) a wind-tunnel model into the folder ``out``."""
+def train(
+    options: TrainOptions,
+    out: str | os.PathLike,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+    command: str | None = None,
+) -> TrainResult:
+    """Train (or resume, or find already trained) a wind-tunnel model into the folder ``out``.
+
+    ``command`` is recorded in ``training.json`` as the way to reproduce the run
+    (``bayesmatrix windtunnel train`` records its own command line).
+    """
     out_path = Path(out)
     world = get_world(options.world)
     done = _finished_record(out_path, options)
@@ -225,7 +209,7 @@ def train(options: TrainOptions, out: str | os.PathLike, *, threads: int = 1, pr
     build_tokenizer(world).save_pretrained(out_path)
     record = {
         "options": dataclasses.asdict(options),
-        "command": options.command(out),
+        "command": command,
         "world": world.to_json(),
         "architecture": model.config.architectures[0] if model.config.architectures else type(model).__name__,
         "parameters": count_parameters(model),
@@ -286,7 +270,7 @@ def _check_same_options(saved: dict, options: TrainOptions, file: str) -> None:
         if saved.get(name) != value:
             raise InputError(
                 f"this folder was trained with {name} = {saved.get(name)!r}, the command asks for {value!r}; "
-                "rerun with the same options to continue, or choose another --out",
+                "rerun with the same options to continue, or train into another folder",
                 file=file,
                 field=name,
             )

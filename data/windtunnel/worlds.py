@@ -1,7 +1,7 @@
 """Wind-tunnel worlds: sequence corpora whose exact posterior predictive is known in closed form.
 
 A world is a Dirichlet mixture prior over the category distribution of a
-sequence (DESIGN.md §1, "Wind tunnels"). Each sequence tells this story::
+sequence (README.md, "Wind tunnel"). Each sequence tells this story::
 
     z  ~ Categorical(w)             which mixture component (one component: a plain Dirichlet)
     pi ~ Dirichlet(alpha_z)         the sequence's own category distribution
@@ -161,34 +161,9 @@ WORLDS: dict[str, World] = {
 }
 
 
-def icl_task(world: World | str):
-    """The world as a ``data.tasks.Task`` named ``windtunnel-WORLD``, so ``bayesmatrix log`` can log a trained model.
-
-    Its episodes draw ``pi`` from the world's prior (a Dirichlet, or a
-    Dirichlet mixture through ``Task.mixture``) under the logger's own seed,
-    and are rendered exactly as the model was trained: ``<bos> A C B ...``.
-    """
-    from bayesmatrix.data.tasks import WINDTUNNEL_PREFIX, Task
-
-    if isinstance(world, str):
-        world = get_world(world)
-    prior: dict[str, Any]
-    if len(world.weights) == 1:
-        prior = {"alpha": world.alphas[0]}
-    else:
-        prior = {"mixture": tuple(zip(world.weights, world.alphas))}
-    return Task(
-        name=WINDTUNNEL_PREFIX + world.name,
-        categories=world.categories,
-        header=PROMPT_HEADER,
-        observation=PROMPT_OBSERVATION,
-        **prior,
-    )
-
-
 def get_world(name: str) -> World:
     if name not in WORLDS:
-        raise InputError(f"unknown world {name!r}; known worlds: {', '.join(WORLDS)}", field="--world")
+        raise InputError(f"unknown world {name!r}; known worlds: {', '.join(WORLDS)}", field="world")
     return WORLDS[name]
 
 
@@ -241,7 +216,7 @@ class Episodes(NamedTuple):
     pi: np.ndarray
     """(episode, categories): each episode's category distribution."""
     template: dict[str, str]
-    """``{"header": "<bos>", "observation": " {}"}``: the rendering, in the form of ``data.tasks``."""
+    """``{"header": "<bos>", "observation": " {}"}``: the rendering, in the form of :mod:`bayesmatrix.data.tasks`."""
 
 
 def episodes(world: World | str, num_episodes: int, length: int, seed: int = HELD_OUT_SEED) -> Episodes:

@@ -1,4 +1,4 @@
-"""Benchmark of the LLM logger (data.llm) on SmolLM2, both sides timed in one run.
+"""Benchmark of the LLM logger (bayesmatrix.data.llm) on SmolLM2, both sides timed in one run.
 
 (a) One-pass ICL logging against a forward pass per prefix: an episode of K
     observations gives K + 1 predictives; a causal LM's output at a token depends
@@ -13,27 +13,19 @@
 
 Each timing is the best of ``--repeats`` runs (the slow per-prefix side runs
 once), which is what a contended CPU allows. Run from the repository root:
-``python -m benchmarks.logging`` (about 2.5 CPU minutes; longer on a busy machine).
+``python -m benchmarks.llm_logging`` (about 2.5 CPU minutes; longer on a busy machine).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import time
 
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    # run as a file, this script's folder would come first on the path and its
-    # name would shadow the standard library's logging for every import below
-    sys.path.pop(0)
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from bayesmatrix.data.llm import episode_tokens, load_model, log_task, next_token_logprobs, task_column_ids  # noqa: E402
-from bayesmatrix.data.tasks import draw_episode, get_task  # noqa: E402
+from bayesmatrix.data.llm import episode_tokens, load_model, log_task, next_token_logprobs, task_column_ids
+from bayesmatrix.data.tasks import draw_episode, get_task
 
 
 def best_time(function, repeats: int) -> float:
@@ -104,7 +96,7 @@ def main(args: argparse.Namespace) -> None:
          f"{one_pass:.2f} s", f"{prefixes:.2f} s", prefixes / one_pass, ">= 10"),
         (f"(b) logger vs bare forward (all logits), {args.episodes} episodes, batch {args.batch_size}",
          f"{tokens / logger:.0f} tok/s", f"{tokens / bare_all:.0f} tok/s", bare_all / logger, ">= 0.9"),
-        (f"(b) logger vs bare forward (read positions' logits only)",
+        ("(b) logger vs bare forward (read positions' logits only)",
          f"{tokens / logger:.0f} tok/s", f"{tokens / bare_read:.0f} tok/s", bare_read / logger, ">= 0.9"),
     ]  # fmt: skip
     print(f"max |one pass - per prefix| on category probabilities: {agreement:.1e}")
