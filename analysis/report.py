@@ -133,7 +133,7 @@ def diagnostics_section(run, work_dir: Path) -> Section:
 
     plots_dir = Path(run.path) / PLOTS_DIR
     pngs = sorted(plots_dir.glob("*.png")) if plots_dir.is_dir() else []
-    if not pngs:  # a run fitted with --no-plots: draw its figures here
+    if not pngs:  # a run fitted without its figures: draw them here
         own = work_dir / f"run-{abs(hash(str(run.path)))}"
         own.mkdir(parents=True, exist_ok=True)
         pngs = sorted(run_figures(run.datatree, own))
@@ -562,9 +562,9 @@ def build_report(
 
     out = Path(out)
     if not run_dirs and not logs:
-        raise InputError("nothing to report: give at least one run directory or --log", field="RUN_DIR")
+        raise InputError("nothing to report: give at least one run directory or LLM log")
     if out.is_dir():
-        raise InputError("is a directory; --out names the HTML file to write", file=str(out), field="--out")
+        raise InputError(f"{out} is a directory; name the HTML file to write", field="out")
     runs = [read_run(path) for path in run_dirs]
     datasets = [(Path(path), read_log(path)) for path in logs]
 
