@@ -1,4 +1,4 @@
-"""Column files: the categories of an LLM log, one per line, shared by `log --columns` and `import --columns`."""
+"""Column files: the categories of an LLM log, one per line (read by ``bayesmatrix log`` and ``import``)."""
 
 from __future__ import annotations
 

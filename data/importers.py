@@ -42,7 +42,7 @@ is unknown and left out.
 
 Columns and mass
 ----------------
-Columns come from a given list (see :func:`read_columns`) or from ``topk``:
+Columns come from a given list (a column file: :func:`bayesmatrix.data.columns.read_columns`) or from ``topk``:
 the union of every row's K most probable reported tokens (all reported tokens
 when ``topk`` is None), ordered by total probability over the rows (largest
 first), then by text. Within a row, a column's probability is ``exp(logprob)``
@@ -61,7 +61,7 @@ and ``topk_ids``/``topk_logprobs`` are not stored. The log keeps ``probs`` and
 ``format`` and ``model`` (the responses' ``model`` fields; several are joined
 with ",", none gives "unknown").
 
-Errors are :class:`data.errors.InputError` naming the file, the field and the
+Errors are :class:`bayesmatrix.data.errors.InputError` naming the file, the field and the
 line (1-based, as ``row``): malformed JSON, missing fields, non-finite or
 positive log-probabilities, an empty file, no rows, a line in another format
 than the forced one.
@@ -82,18 +82,12 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from bayesmatrix.data.columns import read_columns as read_column_file
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import OTHER, make_log
 
 FORMATS = ("openai-chat", "openai-completions", "vllm")
 # Reported top-k probabilities may sum a little above 1 from rounding of the logprobs.
 RENORMALISE_TOLERANCE = 1e-3
-
-
-def read_columns(path: str | os.PathLike) -> list[str]:
-    """Column labels from a column file (see :func:`data.columns.read_columns` for the format)."""
-    return [label for _, label in read_column_file(path)]
 
 
 def import_jsonl(
@@ -109,14 +103,14 @@ def import_jsonl(
     """Read a JSONL file of logprob responses into an LLM log (see the module docstring)."""
     file = str(path)
     if format not in ("auto", *FORMATS):
-        raise InputError(f"is {format!r}; choose auto, {', '.join(FORMATS)}", field="--format")
+        raise InputError(f"is {format!r}; choose auto, {', '.join(FORMATS)}", field="format")
     if columns is not None and topk is not None:
-        raise InputError("give either columns or topk, not both", field="--topk")
+        raise InputError("give either columns or topk, not both", field="topk")
     if topk is not None and (isinstance(topk, bool) or int(topk) != topk or topk < 1):
-        raise InputError(f"must be an integer >= 1, got {topk}", field="--topk")
+        raise InputError(f"must be an integer >= 1, got {topk}", field="topk")
     if prompt_positions and format in ("openai-chat", "openai-completions"):
-        raise InputError(f"needs vLLM's prompt_logprobs: use --format vllm or auto, not {format}",
-                         field="--prompt-positions")
+        raise InputError(f"needs vLLM's prompt_logprobs: use the format vllm or auto, not {format}",
+                         field="prompt_positions")
 
     raw = _read_bytes(Path(path), file)
     lines = [(number, line) for number, line in enumerate(_decode(raw, file).split("\n"), start=1) if line.strip()]
@@ -138,7 +132,8 @@ def import_jsonl(
                 raise line.error(f"{line.prefix}choices[0].logprobs",
                                  f"is {line.shape}-shaped, but earlier lines are {vllm_shape}-shaped")
         elif format != "auto" and line.shape != format:
-            raise line.error(f"{line.prefix}choices[0].logprobs", f"is {line.shape}-shaped, but --format is {format}")
+            raise line.error(f"{line.prefix}choices[0].logprobs",
+                             f"is {line.shape}-shaped, but the format asked for is {format}")
         formats.add(line_format)
         if isinstance(line.response.get("model"), str):
             models.add(line.response["model"])

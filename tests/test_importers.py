@@ -12,7 +12,8 @@ import pytest
 
 from bayesmatrix.cli import main
 from bayesmatrix.data.errors import InputError
-from bayesmatrix.data.importers import import_jsonl, read_columns
+from bayesmatrix.data.columns import read_columns
+from bayesmatrix.data.importers import import_jsonl
 from bayesmatrix.data.llmlog import OTHER, read_log, task_of
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -96,7 +97,7 @@ def test_chat_all_positions_prompts_carry_the_generated_prefix():
 
 
 def test_given_columns_verbatim_and_json_strings():
-    labels = read_columns(FIXTURES / "columns.txt")
+    labels = [label for _, label in read_columns(FIXTURES / "columns.txt")]
     assert labels == [" Paris", " Lyon", "\ufffd", "Berlin"]
     ds = import_jsonl(CHAT, columns=labels)
     assert columns(ds) == [*labels, OTHER]
@@ -251,7 +252,7 @@ def test_no_rows_when_no_token_was_generated(tmp_path):
 
 
 def test_forced_format_rejects_another_shape(tmp_path):
-    with pytest.raises(InputError, match="but --format is openai-completions") as error:
+    with pytest.raises(InputError, match="but the format asked for is openai-completions") as error:
         import_jsonl(CHAT, format="openai-completions")
     assert error.value.row == 1 and "line 1 (1-based)" in str(error.value)
     # a completions line after chat lines, under a forced chat format
@@ -274,7 +275,7 @@ def test_prompt_positions_need_vllm_prompt_logprobs():
         import_jsonl(CHAT, prompt_positions=True)
     with pytest.raises(InputError) as error:
         import_jsonl(VLLM_CHAT, prompt_positions=True, format="openai-chat")
-    assert error.value.field == "--prompt-positions"
+    assert error.value.field == "prompt_positions"
 
 
 def test_echoed_completions_are_refused(tmp_path):

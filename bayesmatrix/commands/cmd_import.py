@@ -31,10 +31,11 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bayesmatrix.data.importers import import_jsonl, read_columns
+    from bayesmatrix.data.columns import read_columns
+    from bayesmatrix.data.importers import import_jsonl
     from bayesmatrix.data.llmlog import write_log
 
-    columns = None if args.columns is None else read_columns(args.columns)
+    columns = None if args.columns is None else [label for _, label in read_columns(args.columns)]
     log = import_jsonl(
         args.file,
         format=args.format,
