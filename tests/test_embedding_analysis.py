@@ -224,7 +224,7 @@ def test_study_on_simulated_rows_beats_the_baselines(tmp_path):
     """On rows simulated from the model, the embedding model wins the held-out table and the files are written."""
     from bayesmatrix.cli import main
     from bayesmatrix.data.llmlog import write_log
-    from bayesmatrix.data.simulate import simulate_embedding
+    from bayesmatrix.inference.simulate import simulate_embedding
 
     log = tmp_path / "sim.nc"
     write_log(simulate_embedding(rows=300, cols=8, embed_dim=6, rank=2, seed=3), log)

@@ -12,7 +12,7 @@ from bayesmatrix.analysis.report import build_report, loo_preference, table_html
 from bayesmatrix.cli import main
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import write_log
-from bayesmatrix.data.simulate import simulate_icl
+from bayesmatrix.inference.simulate import simulate_icl
 
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -90,6 +90,15 @@ def test_loo_preference_skips_the_other_fit_of_the_same_model():
     )
     assert loo_preference(table) == ("icl-general (nuts)", "icl (nuts)", 20.0, 3.0)
     assert loo_preference(table.iloc[:2]) == ("icl-general (nuts)", None, None, None)
+
+
+def test_bad_arguments_are_one_line_naming_the_option(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path)]) == 2  # a folder as the report file
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--out" in error and "is a directory" in error
+    with pytest.raises(InputError, match="nothing to report"):
+        build_report([], tmp_path / "report.html", [])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_not_a_run_directory_is_input_error_and_writes_nothing(tmp_path, capsys):
