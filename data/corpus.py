@@ -1,8 +1,8 @@
 """The prompt corpus for embedding compression: real documentation prefixes plus templated factual prompts.
 
-``python -m data.corpus`` rebuilds ``data/shipped/corpus/prompts.jsonl``
-(``python -m data.corpus --out FILE`` writes elsewhere); :func:`build_corpus`
-returns the same records. The build is deterministic: sorted names, one seeded
+``bayesmatrix corpus`` rebuilds ``data/shipped/corpus/prompts.jsonl`` (or
+writes another file, :func:`write_corpus`); :func:`build_corpus` returns the
+same records. The build is deterministic: sorted names, one seeded
 ``random.Random`` and no input but the Python installation itself.
 
 Provenance
@@ -30,14 +30,13 @@ Two sources, both available offline:
    word), so the corpus has natural structure for the embedding model.
 
 The output is JSON Lines, one record per prompt with fields ``prompt``,
-``source`` and ``group`` (``bayesmatrix log --prompts`` reads the ``prompt``
-field). No prompt ends with a space: the next token carries its own leading
+``source`` and ``group`` (``bayesmatrix log`` reads the ``prompt`` field of a
+prompt file). No prompt ends with a space: the next token carries its own leading
 space, as it does in running text.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
 import json
@@ -201,9 +200,8 @@ def _fresh_doc_sentences() -> list[tuple[str, str]]:
     ``inspect``), which would change the sentences; a clean interpreter keeps
     the build a function of the Python version alone.
     """
-    code = "import json; from data.corpus import _doc_sentences; print(json.dumps(list(_doc_sentences())))"
-    root = str(Path(__file__).resolve().parent.parent)
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    code = "import json; from bayesmatrix.data.corpus import _doc_sentences; print(json.dumps(list(_doc_sentences())))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return [tuple(pair) for pair in json.loads(completed.stdout)]
 
 
@@ -271,23 +269,3 @@ def write_corpus(path: str | Path = SHIPPED_CORPUS, seed: int = SEED, doc_prompt
     records = build_corpus(seed, doc_prompts)
     write_text_atomic(path, corpus_jsonl(records))
     return Path(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.corpus", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(SHIPPED_CORPUS), help="JSON Lines file to write (default: the shipped one)")
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--doc-prompts", type=int, default=DOC_PROMPTS, help="documentation prefixes to draw")
-    args = parser.parse_args(argv)
-    if sys.version_info[:2] != (3, 11):
-        print(f"warning: the shipped corpus was built with {BUILT_WITH}; docstrings differ between versions",
-              file=sys.stderr)
-    path = write_corpus(args.out, args.seed, args.doc_prompts)
-    records = read_corpus(path)
-    facts = sum(record.source == "fact" for record in records)
-    print(f"{path}: {len(records)} prompts ({facts} templated facts, {len(records) - facts} documentation prefixes)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -276,3 +276,15 @@ def test_shipped_corpus_is_the_deterministic_build():
     if sys.version_info[:2] != (3, 11):
         pytest.skip("the shipped corpus was built from CPython 3.11's docstrings")
     assert corpus_jsonl(build_corpus()) == SHIPPED_CORPUS.read_text()
+
+
+def test_corpus_command_writes_the_build(tmp_path, capsys):
+    from bayesmatrix.cli import main
+    from bayesmatrix.data.corpus import FACT_TEMPLATES, build_corpus, corpus_jsonl, read_corpus
+
+    out = tmp_path / "prompts.jsonl"
+    assert main(["corpus", "--out", str(out), "--doc-prompts", "5", "--seed", "3"]) == 0
+    facts = sum(len(fillers) for _, _, fillers in FACT_TEMPLATES)
+    assert f"{out}: {facts + 5} prompts ({facts} templated facts, 5 documentation prefixes)" in capsys.readouterr().out
+    assert [r.source for r in read_corpus(out)].count("doc") == 5
+    assert out.read_text() == corpus_jsonl(build_corpus(seed=3, doc_prompts=5))
