@@ -209,6 +209,10 @@ def test_the_command_line_names_its_flags(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:  # exactly one of the study's folder and the shrunk log
         main(["embedding", str(log)])
     assert stopped.value.code == 2
+    from bayesmatrix.analysis.embedding.study import RANKS
+    from bayesmatrix.cli import build_parser
+
+    assert build_parser().parse_args(["embedding", str(log), "--out", "x"]).ranks == ",".join(map(str, RANKS))
 
 
 def test_study_needs_embeddings():
