@@ -1,6 +1,6 @@
 """The LLM log: one netCDF file of next-token probabilities, written and read through xarray.
 
-The contract is DESIGN.md §3. In short:
+The contract (README.md, "The LLM log") in short:
 
 - dims ``row`` and ``col`` (optional ``topk``, ``embed``);
 - coord ``col``: string labels, the last one ``"<other>"`` (all remaining mass);
@@ -11,7 +11,7 @@ The contract is DESIGN.md §3. In short:
 - attrs ``schema``, ``model``, ``task`` (JSON), ``created``, ``software_version``
   and whatever else makes the log reproducible.
 
-Every read validates; a violation raises :class:`data.errors.InputError` naming
+Every read validates; a violation raises :class:`bayesmatrix.data.errors.InputError` naming
 the file, the variable and the first offending row.
 """
 
@@ -49,9 +49,16 @@ _INTEGER_VARIABLES = ("counts", "context_counts", "episode", "position", "topk_i
 
 
 def software_version() -> str:
-    from bayesmatrix import __version__
+    """The installed bayesmatrix version (``bayesmatrix.__version__``), read from the package metadata.
 
-    return __version__
+    The data layer imports nothing of ours above it, not even the top-level package.
+    """
+    from importlib import metadata
+
+    try:
+        return metadata.version("bayesmatrix")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
 
 
 def make_log(

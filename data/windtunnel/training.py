@@ -62,7 +62,7 @@ class TrainOptions:
     """Everything that determines a training run; a resumed run must match it exactly.
 
     Attributes:
-        world: ``"dirichlet"`` or ``"mixture"`` (see ``data.windtunnel.worlds.WORLDS``).
+        world: ``"dirichlet"`` or ``"mixture"`` (see ``bayesmatrix.data.windtunnel.worlds.WORLDS``).
         steps: optimiser steps.
         arch: ``"llama"`` (rotary positions) or ``"gpt2"`` (learned absolute positions).
         window: sliding attention window ``W`` (Llama only); ``None`` for full causal attention.
