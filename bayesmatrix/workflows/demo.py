@@ -278,10 +278,11 @@ def _consistency(loaded, settings: DemoSettings, seed: int) -> list[Any]:
 
 def _windtunnel():
     """The shipped wind-tunnel transformer as a loaded model and the task its prompts render, or None."""
+    import dataclasses
+
     from bayesmatrix.data.llm import LoadedModel
-    from bayesmatrix.data.tasks import Task
+    from bayesmatrix.data.tasks import windtunnel_task
     from bayesmatrix.data.windtunnel.modeling import load, shipped_model
-    from bayesmatrix.data.windtunnel.worlds import PROMPT_HEADER, PROMPT_OBSERVATION
 
     try:
         trained = load(shipped_model(WINDTUNNEL_WORLD))
@@ -289,9 +290,8 @@ def _windtunnel():
         print(f"      skipping the wind tunnel: {error}", file=sys.stderr)
         return None
     world = trained.world
-    # Its prompts are "<bos> A C B": the same header + observation rendering as data.tasks.
-    task = Task(f"{world.name} world", world.categories, PROMPT_HEADER, PROMPT_OBSERVATION,
-                alpha=tuple(world.alphas[0]) if len(world.alphas) == 1 else None)
+    # Its prompts are "<bos> A C B", rendered as bayesmatrix log renders the world's task.
+    task = dataclasses.replace(windtunnel_task(world), name=f"{world.name} world")
     return LoadedModel(trained.model, trained.tokenizer, str(trained.path), None), task
 
 
