@@ -82,7 +82,7 @@ def compare_runs(run_dirs) -> Comparison:
         if run.info.get("columns") != first.info.get("columns"):
             raise InputError(
                 f"models its rows over columns {run.info.get('columns')}, but {first.path} over "
-                f"{first.info.get('columns')}; refit with the same --keep-other choice",
+                f"{first.info.get('columns')}; refit with the same keep_other choice",
                 file=str(run.path),
             )
     names = _unique_names(runs)

@@ -98,7 +98,7 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
         if "elbo" in datatree.children:
             elbo = np.asarray(datatree["elbo"]["loss"])
         if svi_converged is False:
-            flags.append("SVI stopped before the ELBO reached a plateau (raise --max-steps)")
+            flags.append("SVI stopped before the ELBO reached a plateau (raise max_steps, the step limit)")
         if elbo.size and not np.isfinite(elbo[-1]):
             flags.append("SVI loss is not finite")
     return Diagnosis(

@@ -40,18 +40,19 @@ def thinned_draws(posterior, num_draws: int) -> dict[str, np.ndarray]:
 
 def fitted_predictive(run, ds, num_draws: int = 200, seed: int = 0) -> FittedPredictive:
     """Updater and posterior predictive draws of ``run`` (an :class:`inference.rundir.Run`) on its log ``ds``."""
+    import dataclasses
+
     import jax
     from numpyro import handlers
 
     from bayesmatrix.inference.fit import FitOptions, prepare_for
-    from bayesmatrix.models import MODELS
+    from bayesmatrix.inference.prepare import model_spec
 
-    model_name = run.info["model"]
     # Rebuilt with every option of the fit (rank included), not a hand-picked subset; the row
     # itself is observed here whatever the fit observed, since the updater is read off its site.
-    options = FitOptions(**run.info["options"])._replace(observe=("probs",))
+    options = dataclasses.replace(FitOptions(**run.info["options"]), observe=("probs",))
     model_input = prepare_for(ds, options)
-    model = MODELS[model_name].function
+    model = model_spec(run.info["model"]).function
     kwargs = dict(model_input.kwargs)
     draws = thinned_draws(run.datatree["posterior"], num_draws)
     latent = _latent_sites(model, kwargs)

@@ -7,7 +7,7 @@ data URIs and the styles are inline, so nothing outside the file is fetched.
 
 Sections:
 
-1. *Findings* (when the runs include ``icl-general``): the effective prior, its
+1. *Findings* (when a run fits the generalised updater, ``icl-general``): the effective prior, its
    strength in examples, ``decay`` and ``temperature`` with 94% intervals, and
    which explanation LOO prefers;
 2. one *diagnostics* section per run: the ArviZ summary of the global sites
@@ -37,9 +37,9 @@ import numpy as np
 
 from bayesmatrix.data.errors import InputError
 
-# Site names whose rows the findings read from the icl-general run.
-GENERAL_MODEL = "icl-general"
-EXACT_MODEL = "icl"
+# The generalised updater's parameters (``icl-general``): the findings read them from any run
+# whose posterior holds them all.
+FINDINGS_SITES = ("m", "s", "decay", "temperature")
 
 
 class Figure(NamedTuple):
@@ -179,11 +179,24 @@ def comparison_sections(runs, work_dir: Path) -> tuple[list[Section], dict[str, 
     return sections, tables
 
 
-def _is_icl_run(run) -> bool:
-    from bayesmatrix.models import MODELS
+def _spec_named(name: str):
+    """The model ``name`` (a ``ModelSpec``: registered, or ``module:attribute``), or None where this
+    process cannot find it; a run's own sections never need it."""
+    from bayesmatrix.inference.prepare import model_spec
 
-    spec = MODELS.get(run.info.get("model", ""))
-    return spec is not None and spec.family == "icl"
+    try:
+        return model_spec(name)
+    except InputError:
+        return None
+
+
+def _spec_of(run):
+    return _spec_named(str(run.info.get("model", "")))
+
+
+def _is_icl_run(run) -> bool:
+    spec = _spec_of(run)
+    return spec is not None and spec.in_context
 
 
 def episode_rows(ds, episode: int) -> np.ndarray:
@@ -287,7 +300,7 @@ def log_section(
                                         "each model's updater, posterior mean and 94% interval."))
 
     position = np.asarray(ds["position"].values)
-    exact = [label for label, fp in fitted.items() if label.startswith(f"{EXACT_MODEL} (")]
+    exact = [run_label(run) for run in matching if _spec_of(run).exact_bayes]
     observed = next(iter(fitted.values())).observed if fitted else probs[:, :-1] / probs[:, :-1].sum(axis=1, keepdims=True)
     entropy = {"LLM": _by_position(entropy_bits(observed), position)[1]}
     if exact:
@@ -351,13 +364,15 @@ class Findings(NamedTuple):
 
 
 def findings_of(runs, tables: dict[str, Any]) -> list[Findings]:
-    """One :class:`Findings` per log with an ``icl-general`` run (NUTS preferred over SVI)."""
+    """One :class:`Findings` per log with a run of the generalised updater (its posterior holds
+    :data:`FINDINGS_SITES`; ``icl-general``), NUTS preferred over SVI."""
     from bayesmatrix.inference.fit import summarize
 
     found = []
     seen = set()
     general = sorted(
-        (run for run in runs if run.info.get("model") == GENERAL_MODEL), key=lambda run: run.info.get("method") != "nuts"
+        (run for run in runs if all(site in run.datatree["posterior"] for site in FINDINGS_SITES)),
+        key=lambda run: run.info.get("method") != "nuts",
     )
     for run in general:
         sha = run.info.get("data_sha256")
@@ -432,9 +447,7 @@ def format_findings(findings: Findings) -> str:
 
 
 def _explanation(label: str) -> str:
-    from bayesmatrix.models import MODELS
-
-    spec = MODELS.get(label.split(" (")[0])
+    spec = _spec_named(label.split(" (")[0])
     return spec.description if spec is not None else label
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -9,14 +10,21 @@ from typing import Any, Callable, NamedTuple
 
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import read_log
+from bayesmatrix.inference.svi import GUIDES
 
 METHODS = ("nuts", "svi")
 
 
-class FitOptions(NamedTuple):
-    """Options of one fit; all of them go into run.json."""
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """Options of one fit, checked when made (an :class:`InputError` naming the field); all go into run.json.
+
+    ``dataclasses.asdict(options)`` is what run.json stores, and ``FitOptions(**run_info["options"])``
+    reads it back. Whether ``model`` exists and observes ``observe`` is checked by ``prepare``.
+    """
 
     model: str
+    """A registered name (``bayesmatrix.models.MODELS``) or ``"module:attribute"`` naming a ModelSpec."""
     method: str = "nuts"
     components: int = 2
     keep_other: bool = False
@@ -35,8 +43,32 @@ class FitOptions(NamedTuple):
     """SVI minibatch rows for models that subsample (embedding); None: every row at every step."""
     observe: tuple[str, ...] = ("probs",)
     """The observed sites (``prepare``'s ``observe``): ``("probs",)``, ``("counts",)`` or both, for the
-    models whose ``MODELS[model].observed`` has them. ``matrix`` observing ``("counts",)`` alone is
-    fitted through the counts' sufficient statistic. Read back from run.json as a list."""
+    models whose ``ModelSpec.observed`` has them. A model with a ``count_statistics`` parameter
+    (``matrix``) observing ``("counts",)`` alone is fitted through the counts' sufficient statistic.
+    Read back from run.json as a list, kept as a tuple."""
+
+    def __post_init__(self):
+        observe = (self.observe,) if isinstance(self.observe, str) else tuple(self.observe)
+        object.__setattr__(self, "observe", observe)
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}", field="method")
+        if self.guide not in GUIDES:
+            raise InputError(f"unknown guide {self.guide!r}; choose one of {', '.join(GUIDES)}", field="guide")
+        for name in ("num_samples", "num_chains", "components", "max_steps", "rank"):
+            if getattr(self, name) < 1:
+                raise InputError(f"is {getattr(self, name)}; must be at least 1", field=name)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"is {self.batch_size}; must be at least 1", field="batch_size")
+        if self.num_warmup < 0:
+            raise InputError(f"is {self.num_warmup}; must not be negative", field="num_warmup")
+        if not 0 < self.target_accept_prob < 1:
+            raise InputError(f"is {self.target_accept_prob}; must lie strictly between 0 and 1",
+                             field="target_accept_prob")  # fmt: skip
+        if not self.learning_rate > 0:
+            raise InputError(f"is {self.learning_rate}; must be positive", field="learning_rate")
+        if self.batch_size is not None and self.method != "svi":
+            raise InputError("minibatches need the svi method and a model that subsamples rows (embedding)",
+                             field="batch_size")  # fmt: skip
 
 
 class FitResult(NamedTuple):
@@ -50,20 +82,24 @@ class FitResult(NamedTuple):
     """What was written to run.json."""
 
 
-# Mixture models sample their components unordered and sort them into labelled sites
-# (``w``, ``m``, ``s``, ``alpha``); the unordered ``*_unlabelled`` sites switch labels
-# between chains by design, so their R-hat means nothing and they are left out.
-UNLABELLED_SUFFIX = "_unlabelled"
+# The DataTree attribute naming the sites left out of summaries: a mixture's components are
+# sampled unordered (``*_unlabelled``, ``ModelSpec.unlabelled``) and sorted into labelled
+# deterministic sites (``w``, ``m``, ``s``, ``alpha``); the unordered ones switch labels between
+# chains by design, so their R-hat means nothing. Stored with the run, so reading a run needs
+# no registry.
+UNLABELLED_ATTR = "unlabelled_sites"
 
 
 def global_sites(datatree) -> list[str]:
     """Posterior sites that are not per-row and carry a label (the ones worth a summary)."""
     posterior = datatree["posterior"]
-    return [
-        name
-        for name, var in posterior.data_vars.items()
-        if "row" not in var.dims and not name.endswith(UNLABELLED_SUFFIX)
-    ]
+    unlabelled = set(str(datatree.attrs.get(UNLABELLED_ATTR, "")).split())
+    if UNLABELLED_ATTR not in datatree.attrs:  # a run written before the attribute existed
+        from bayesmatrix.models import MODELS
+
+        spec = MODELS.get(str(datatree.attrs.get("model", "")))
+        unlabelled = set(spec.unlabelled) if spec is not None else set()
+    return [name for name, var in posterior.data_vars.items() if "row" not in var.dims and name not in unlabelled]
 
 
 def prepare_for(ds, options: FitOptions):
@@ -72,7 +108,7 @@ def prepare_for(ds, options: FitOptions):
     from bayesmatrix.inference.prepare import prepare
 
     return prepare(ds, options.model, keep_other=options.keep_other, components=options.components, rank=options.rank,
-                   observe=tuple(options.observe))  # fmt: skip
+                   observe=options.observe)  # fmt: skip
 
 
 def summarize(datatree):
@@ -92,30 +128,23 @@ def fit(
 ) -> FitResult:
     """Read the log, fit ``options.model`` by ``options.method`` and write the run directory ``out``."""
     from bayesmatrix.inference.nuts import nuts
+    from bayesmatrix.inference.prepare import model_parameters, model_spec
     from bayesmatrix.inference.rundir import check_destination, file_sha256, package_versions, write_run_dir
     from bayesmatrix.inference.runtime import x64_enabled
     from bayesmatrix.inference.svi import svi
-    from bayesmatrix.models import MODELS
 
-    if options.model not in MODELS:
-        raise InputError(f"unknown model {options.model!r}; choose one of {', '.join(MODELS)}", field="--model")
-    if options.method not in METHODS:
-        raise InputError(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}", field="--method")
-    observable = MODELS[options.model].observed
-    if not options.observe or any(name not in observable for name in options.observe):
-        raise InputError(f"is {','.join(options.observe)!r}; the {options.model} model observes "
-                         f"{' or '.join(observable)} (comma-separated for more than one)", field="--observe")  # fmt: skip
+    spec = model_spec(options.model)
+    if options.batch_size is not None and "batch_size" not in model_parameters(spec):
+        raise InputError(f"minibatches need a model that subsamples rows (embedding), not {options.model}",
+                         field="batch_size")  # fmt: skip
     check_destination(out, force)
     ds = read_log(log_path)
     model_input = prepare_for(ds, options)
-    model_fn = MODELS[options.model].function
+    model_fn = spec.function
     # A sufficient statistic where the model takes one (prepare); per-row data for LOO and predictions.
     fit_kwargs = model_input.fit_kwargs
     predict_kwargs = None if fit_kwargs is model_input.kwargs else model_input.kwargs
     if options.batch_size is not None:
-        if "batch_size" not in MODELS[options.model].defaults or options.method != "svi":
-            raise InputError("minibatches need --method svi and a model that subsamples rows (embedding)",
-                             field="--batch-size")
         # Minibatch gradients while fitting; draws and log-likelihood on every row.
         fit_kwargs = {**model_input.kwargs, "batch_size": options.batch_size}
         predict_kwargs = model_input.kwargs
@@ -163,12 +192,12 @@ def fit(
             "seconds_optimise": result.seconds,
         }
     datatree = result.datatree
-    datatree.attrs.update({"model": options.model, "method": options.method})
+    datatree.attrs.update({"model": options.model, "method": options.method, UNLABELLED_ATTR: " ".join(spec.unlabelled)})
     summary = summarize(datatree)
     info = {
         "model": options.model,
         "method": options.method,
-        "options": options._asdict(),
+        "options": dataclasses.asdict(options),
         "seed": options.seed,
         "data_file": Path(log_path).name,
         "data_sha256": file_sha256(log_path),

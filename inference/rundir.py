@@ -1,6 +1,6 @@
 """Run directories: what ``fit`` writes and ``diagnose``, ``compare`` and ``report`` read.
 
-Layout (DESIGN.md §3)::
+Layout (README, "Run directory")::
 
     RUN_DIR/
       posterior.nc   ArviZ DataTree: posterior, sample_stats, log_likelihood, observed_data
@@ -68,7 +68,7 @@ def check_destination(out: str | os.PathLike, force: bool) -> Path:
     """Refuse to overwrite an existing run directory unless ``force``; call before any work."""
     out = Path(out)
     if out.exists() and not force:
-        raise InputError("already exists; choose another --out or pass --force to replace it", file=str(out))
+        raise InputError("already exists; choose another run directory or pass force=True to replace it", file=str(out))
     if out.exists() and not out.is_dir():
         raise InputError("exists and is not a directory", file=str(out))
     return out

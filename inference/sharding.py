@@ -1,6 +1,6 @@
 """Data for compiled steps and across devices: arguments split from options, rows sharded over a mesh.
 
-DESIGN.md §5, "Scale-out": inference scales across devices and hosts with
+README, "Performance and scale": inference scales across devices and hosts with
 JAX's own runtime. Chains go one per device (``inference.runtime``); for SVI
 the rows of the data are split over a one-axis :class:`jax.sharding.Mesh`
 (``NamedSharding`` with ``PartitionSpec("row")``) and XLA partitions every

@@ -3,13 +3,16 @@
 Imports nothing of ours but JAX and NumPyro. Every model is a function of
 keyword arrays whose observed sites (``probs``, ``counts``) default to
 ``None``, so one function serves prior predictive, fitting and posterior
-predictive. :data:`MODELS` maps each model's name to its :class:`ModelSpec`;
-``inference.prepare.prepare`` turns an LLM log into the keyword arguments.
+predictive. Plates name the models' axes (``row``, ``component``, ``col``,
+``feature``, ``rank``). :data:`MODELS` maps each model's name to its
+:class:`ModelSpec`; ``bayesmatrix.inference.prepare.prepare`` builds the
+keyword arguments a model's function takes from an LLM log. A model of your
+own is a function and one entry here (README, "Add your own model").
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 from bayesmatrix.models.closed_forms import (
     clip_simplex,
@@ -29,74 +32,62 @@ from bayesmatrix.models.mixture import mixture
 
 
 class ModelSpec(NamedTuple):
-    """One entry of :data:`MODELS`."""
+    """One entry of :data:`MODELS`: a model's function and what the layers above need to know of it."""
 
     function: Callable[..., None]
-    """The NumPyro model; call it with ``prepare(...).kwargs``."""
-    observed: tuple[str, ...]
-    """The observed sites it can take (each a keyword argument of ``function``)."""
+    """The NumPyro model. Its keyword parameters say which inputs ``prepare`` builds from a log
+    (``num_rows``, ``num_cols``, ``context_counts``, ``embedding``, ``probs``, ...)."""
     description: str
-    """One line for listings and reports."""
-    defaults: Mapping[str, Any]
-    """The model's options (keyword arguments that are not data) and their defaults."""
-    family: str
-    """``"rows"`` (independent rows of the matrix), ``"embedding"`` (rows as a map of their prompt's
-    embedding) or ``"icl"`` (predictions along in-context episodes)."""
+    """One line for listings and reports: what the model says about the LLM."""
+    observed: tuple[str, ...] = ("probs",)
+    """The observed sites it can take (each a keyword parameter of ``function``)."""
+    event_dims: Mapping[str, tuple[str, ...]] = {}
+    """Names of the event axes of sites, the axes no plate can name (a Dirichlet's simplex axis):
+    ``{"m": ("col",)}``. Plates name every other axis; ``probs`` and ``counts`` are rows over ``col``."""
     unlabelled: tuple[str, ...] = ()
-    """Sample sites with arbitrary component labels (mixtures): leave them out of convergence
-    diagnostics and summaries, and read their relabelled deterministic versions ``w``, ``m``, ``s``."""
+    """Sample sites with arbitrary component labels (mixtures): left out of convergence
+    diagnostics and summaries, which read their relabelled deterministic versions (``w``, ``m``, ``s``)."""
+    in_context: bool = False
+    """Its rows are predictions along in-context episodes (an ICL log): the report draws its
+    fitted updater along an episode."""
+    exact_bayes: bool = False
+    """Its updater is exact Bayesian updating from a Dirichlet prior: the report measures the
+    LLM's distance in bits from its fit."""
 
 
+_ROWS = ("probs", "counts")
+_PRIOR_DIMS = {"m": ("col",), "alpha": ("col",)}
+_MIXTURE_DIMS = {"w_unlabelled": ("component",), "m_unlabelled": ("col",), "m": ("col",), "alpha": ("col",)}
 _UNLABELLED = ("w_unlabelled", "m_unlabelled", "s_unlabelled")
-_ROWS_DEFAULTS = {"observe": ("probs",), "explicit": False, "epsilon": 1e-6}
-_ICL_DEFAULTS = {"observe": ("probs",), "epsilon": 1e-6}
 
 MODELS: dict[str, ModelSpec] = {
-    "matrix": ModelSpec(
-        matrix, ("probs", "counts"), "every row drawn from one Dirichlet(s m)", _ROWS_DEFAULTS, "rows"
-    ),
+    "matrix": ModelSpec(matrix, "every row drawn from one Dirichlet(s m)", _ROWS, _PRIOR_DIMS),
     "mixture": ModelSpec(
-        mixture,
-        ("probs", "counts"),
-        "rows drawn from a K-component Dirichlet mixture",
-        {**_ROWS_DEFAULTS, "components": 2},
-        "rows",
-        _UNLABELLED,
+        mixture, "rows drawn from a K-component Dirichlet mixture", _ROWS, _MIXTURE_DIMS, _UNLABELLED
     ),
     "embedding": ModelSpec(
         embedding,
-        ("probs", "counts"),
         "rows as a low-rank softmax map of the prompt embedding, softmax(b + U V^T e)",
-        {"observe": ("probs",), "epsilon": 1e-6, "rank": 4, "batch_size": None},
-        "embedding",
+        _ROWS,
+        {"b": ("col",)},
     ),
     "icl": ModelSpec(
-        icl, ("probs", "counts"), "exact Bayesian updating from a Dirichlet prior", _ICL_DEFAULTS, "icl"
+        icl, "exact Bayesian updating from a Dirichlet prior", _ROWS, _PRIOR_DIMS, in_context=True, exact_bayes=True
     ),
     "icl-general": ModelSpec(
-        icl_general,
-        ("probs", "counts"),
-        "Bayesian updating with recency decay and temperature",
-        _ICL_DEFAULTS,
-        "icl",
+        icl_general, "Bayesian updating with recency decay and temperature", _ROWS, _PRIOR_DIMS, in_context=True
     ),
     "icl-mixture": ModelSpec(
         icl_mixture,
-        ("probs", "counts"),
         "exact Bayesian updating from a Dirichlet-mixture prior",
-        {**_ICL_DEFAULTS, "components": 2},
-        "icl",
+        _ROWS,
+        _MIXTURE_DIMS,
         _UNLABELLED,
+        in_context=True,
     ),
-    "icl-none": ModelSpec(
-        icl_none, ("probs", "counts"), "no updating: a constant predictive m", _ICL_DEFAULTS, "icl"
-    ),
+    "icl-none": ModelSpec(icl_none, "no updating: a constant predictive m", _ROWS, {"m": ("col",)}, in_context=True),
     "icl-frequency": ModelSpec(
-        icl_frequency,
-        ("probs", "counts"),
-        "smoothed relative frequency of the examples",
-        _ICL_DEFAULTS,
-        "icl",
+        icl_frequency, "smoothed relative frequency of the examples", _ROWS, in_context=True
     ),
 }
 

@@ -1,6 +1,6 @@
 """The embedding model: a low-rank continuous map from a prompt's embedding to its row of the matrix.
 
-DESIGN.md §1, "Embedding compression and continuity": the LLM does not store
+README, "Embedding compression": the LLM does not store
 rows; it maps prompt ``r`` to an embedding ``e_r`` (a hidden state) and the
 embedding to a distribution. Here that map is ``m_r = softmax(b + U V^T e_r)``
 with rank ``R`` much smaller than the number of columns ``C`` and the
@@ -93,10 +93,15 @@ def embedding(
     check_observe(observe, probs=probs, counts=counts, total_count=total_count)
     embedding = jnp.asarray(embedding)
     num_rows, embed_dim = embedding.shape
-    U_unit = numpyro.sample("U_unit", dist.Normal(0.0, 1.0).expand([num_cols, rank]).to_event(2))
-    U = numpyro.deterministic("U", U_unit / np.sqrt(rank))
-    V_unit = numpyro.sample("V_unit", dist.Normal(0.0, 1.0).expand([embed_dim, rank]).to_event(2))
-    V = numpyro.deterministic("V", V_unit / np.sqrt(embed_dim))
+    # A plate keeps one dim in a model (autoguides require it): ``col`` and ``feature`` are
+    # dim -2 beside ``rank``, so the bias's column axis is an event axis (named in the registry).
+    with numpyro.plate("rank", rank, dim=-1):
+        with numpyro.plate("col", num_cols, dim=-2):
+            U_unit = numpyro.sample("U_unit", dist.Normal(0.0, 1.0))  # (C, R)
+            U = numpyro.deterministic("U", U_unit / np.sqrt(rank))
+        with numpyro.plate("feature", embed_dim, dim=-2):
+            V_unit = numpyro.sample("V_unit", dist.Normal(0.0, 1.0))  # (D, R)
+            V = numpyro.deterministic("V", V_unit / np.sqrt(embed_dim))
     b = numpyro.sample("b", dist.Normal(0.0, BIAS_SCALE).expand([num_cols]).to_event(1))
     s = numpyro.sample("s", tau_prior())
     with numpyro.plate("row", num_rows, subsample_size=batch_size):

@@ -1,6 +1,6 @@
 """In-context learning models: how the LLM's predictive follows its in-context examples.
 
-DESIGN.md §1. Each row of an ICL log is one prediction ``probs_r`` made after
+README, "Models". Each row of an ICL log is one prediction ``probs_r`` made after
 the in-context examples counted in ``context_counts[r]`` (``n_r``, ``k_r =
 sum(n_r)``). Every model names an updater ``q_r`` (the predictive it claims
 the LLM computes) and observes the LLM's row around it,

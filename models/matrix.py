@@ -1,6 +1,6 @@
 """The matrix model: every row of the LLM's matrix is a draw from one Dirichlet prior.
 
-DESIGN.md §1: row ``r`` of the matrix is the next-token distribution ``pi_r``,
+README, "Models": row ``r`` of the matrix is the next-token distribution ``pi_r``,
 and ``pi_r ~ Dirichlet(alpha)`` with ``alpha = s * m``. What is observed of a
 row is the LLM's reported row itself (``probs``), tokens sampled from it
 (``counts``), or both; :func:`observe_rows` writes those sites once for this

@@ -1,6 +1,6 @@
 """The Dirichlet-mixture model: rows drawn from a K-component mixture of Dirichlets.
 
-DESIGN.md §1: any prior over multinomials is approximated by a finite mixture
+README, "Models": any prior over multinomials is approximated by a finite mixture
 ``sum_k w_k Dirichlet(alpha_k)`` (Dalal & Hall, 1983), and the mixture stays
 conjugate; its closed-form update is :func:`models.closed_forms.mixture_posterior`.
 The components are sampled exchangeably and relabelled per draw
@@ -73,10 +73,11 @@ def mixture(
 def labelled_components(w_unlabelled, m_unlabelled, s_unlabelled):
     """Deterministic sites ``w``, ``m``, ``s``, ``alpha``: the components in canonical order."""
     w, m, s = sort_components(w_unlabelled, m_unlabelled, s_unlabelled)
-    w = numpyro.deterministic("w", w)
-    m = numpyro.deterministic("m", m)
-    s = numpyro.deterministic("s", s)
-    return w, m, s, numpyro.deterministic("alpha", s[:, None] * m)  # (K, C)
+    with numpyro.plate("component", w.shape[-1]):  # names their leading axis
+        w = numpyro.deterministic("w", w)
+        m = numpyro.deterministic("m", m)
+        s = numpyro.deterministic("s", s)
+        return w, m, s, numpyro.deterministic("alpha", s[:, None] * m)  # (K, C)
 
 
 def dirichlet_mixture(weights, alphas) -> dist.Distribution:

@@ -9,7 +9,7 @@ import pytest
 
 from bayesmatrix.cli import main
 from bayesmatrix.data.llmlog import OTHER, make_log, write_log
-from bayesmatrix.data.simulate import simulate_icl, simulate_matrix
+from bayesmatrix.inference.simulate import simulate_icl, simulate_matrix
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from numpyro.infer import Trace_ELBO
 from scipy.special import softmax
 from scipy.stats import dirichlet
 
-from bayesmatrix.data.simulate import simulate_embedding, truth_of
+from bayesmatrix.inference.simulate import simulate_embedding, truth_of
 from bayesmatrix.models.embedding import (
     apply_features,
     embedding,
@@ -128,7 +128,9 @@ def test_minibatch_elbo_is_unbiased():
 
     def point_guide(**_):
         for name, value in point.items():
-            numpyro.sample(name, dist.Delta(jnp.asarray(value), event_dim=np.ndim(value)))
+            # the model samples U_unit and V_unit inside plates (col or feature, by rank): no event axes
+            event_dim = 0 if name in ("U_unit", "V_unit") else np.ndim(value)
+            numpyro.sample(name, dist.Delta(jnp.asarray(value), event_dim=event_dim))
 
     elbo = Trace_ELBO()
 
@@ -228,7 +230,7 @@ def test_prepare_gives_features_rank_and_dims():
     assert np.sqrt(np.mean(features**2)) == pytest.approx(1.0)
     assert prepared.dims["U"] == ["col", "rank"] and prepared.dims["V"] == ["feature", "rank"]
     assert list(prepared.coords["rank"]) == [0, 1, 2]
-    with pytest.raises(InputError, match="--embeddings"):
+    with pytest.raises(InputError, match="embeddings"):
         prepare(ds.drop_vars("embedding"), "embedding")
     with pytest.raises(InputError, match="rank"):
         prepare(ds, "embedding", rank=0)

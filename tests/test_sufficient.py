@@ -94,7 +94,7 @@ def test_bad_counts_are_refused(counts, message):
 
 @pytest.fixture(scope="module")
 def counts_log():
-    from bayesmatrix.data.simulate import simulate_matrix
+    from bayesmatrix.inference.simulate import simulate_matrix
 
     return simulate_matrix(300, np.array([2.0, 1.0, 0.5, 0.5]), counts_per_row=20, seed=0)
 

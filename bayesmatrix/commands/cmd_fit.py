@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-MODEL_NAMES = ("matrix", "mixture", "embedding", "icl", "icl-general", "icl-mixture", "icl-none", "icl-frequency")
+from pathlib import Path
+
+MODEL_HELP = ("a registered model (README, \"Models\": matrix, mixture, embedding, icl, icl-general, ...) or "
+              "MODULE:ATTRIBUTE naming a ModelSpec in an importable module (README, \"Add your own model\")")
 
 
 def register(subparsers) -> None:
@@ -10,10 +13,11 @@ def register(subparsers) -> None:
         "fit",
         help="fit a model to an LLM log (NUTS or SVI) and write a run directory",
         description="Fit a NumPyro model to an LLM log and write RUN_DIR (posterior.nc, run.json, "
-        "summary.csv, plots/). Models: " + ", ".join(MODEL_NAMES) + ".",
+        "summary.csv, plots/). The models are listed in README, \"Models\"; a model of your own is "
+        "fitted as --model MODULE:ATTRIBUTE.",
     )
     p.add_argument("log", metavar="LOG", help="LLM log (netCDF) from `log`, `import` or `simulate`")
-    p.add_argument("--model", required=True, help="model name: " + ", ".join(MODEL_NAMES))
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--method", choices=("nuts", "svi"), default="nuts")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists")
@@ -28,7 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--num-samples", type=int, default=1000, help="draws per chain (NUTS) or from the guide (SVI)")
     p.add_argument("--num-warmup", type=int, default=1000)
     p.add_argument("--num-chains", type=int, default=4)
-    p.add_argument("--target-accept", type=float, default=0.9, help="NUTS target acceptance probability")
+    p.add_argument("--target-accept", dest="target_accept_prob", type=float, default=0.9,
+                   help="NUTS target acceptance probability")
     p.add_argument("--guide", choices=("normal", "mvn", "delta"), default="normal", help="SVI autoguide")
     p.add_argument("--learning-rate", type=float, default=0.01, help="SVI Adam step size")
     p.add_argument("--max-steps", type=int, default=20000, help="SVI step limit (stops earlier at an ELBO plateau)")
@@ -40,27 +45,22 @@ def register(subparsers) -> None:
     p.set_defaults(run=_run)
 
 
-def _run(args) -> int:
+def parse_sites(text: str) -> tuple[str, ...]:
+    """``"probs,counts"`` as ``("probs", "counts")``; an empty name is an error naming the option."""
     from bayesmatrix.data.errors import InputError
 
-    for name in ("num_samples", "num_chains", "components", "max_steps", "rank"):
-        if getattr(args, name) < 1:
-            raise InputError("must be at least 1", field="--" + name.replace("_", "-"))
-    if args.batch_size is not None and args.batch_size < 1:
-        raise InputError("must be at least 1", field="--batch-size")
-    if args.num_warmup < 0:
-        raise InputError("must not be negative", field="--num-warmup")
-    if not 0 < args.target_accept < 1:
-        raise InputError("must lie strictly between 0 and 1", field="--target-accept")
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise InputError(f"is {text!r}; name one or more sites, comma-separated (probs, counts or probs,counts)",
+                         field="observe")  # fmt: skip
+    return names
 
-    from bayesmatrix.inference.runtime import configure
 
-    configure(num_chains=args.num_chains if args.method == "nuts" else 1, x64=args.x64, device=args.device)
+def _run(args) -> int:
+    from bayesmatrix.data.errors import InputError
+    from bayesmatrix.inference.fit import FitOptions
 
-    from bayesmatrix.analysis.diagnostics import diagnose_datatree, format_diagnosis
-    from bayesmatrix.analysis.plots import run_figures
-    from bayesmatrix.inference.fit import FitOptions, fit
-
+    # Every option is checked (FitOptions) before JAX starts or anything is read.
     options = FitOptions(
         model=args.model,
         method=args.method,
@@ -70,15 +70,26 @@ def _run(args) -> int:
         num_warmup=args.num_warmup,
         num_chains=args.num_chains,
         seed=args.seed,
-        target_accept_prob=args.target_accept,
+        target_accept_prob=args.target_accept_prob,
         guide=args.guide,
         learning_rate=args.learning_rate,
         max_steps=args.max_steps,
         progress_bar=not args.quiet,
         rank=args.rank,
         batch_size=args.batch_size,
-        observe=tuple(name.strip() for name in args.observe.split(",")),
+        observe=parse_sites(args.observe),
     )
+    if Path(args.out).exists() and not args.force:
+        raise InputError("already exists; choose another --out or pass --force to replace it", file=args.out)
+
+    from bayesmatrix.inference.runtime import configure
+
+    configure(num_chains=args.num_chains if args.method == "nuts" else 1, x64=args.x64, device=args.device)
+
+    from bayesmatrix.analysis.diagnostics import diagnose_datatree, format_diagnosis
+    from bayesmatrix.analysis.plots import run_figures
+    from bayesmatrix.inference.fit import fit
+
     result = fit(args.log, options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
     diagnosis = diagnose_datatree(result.datatree, args.method, result.info.get("converged"))
     print(format_diagnosis(diagnosis, title=f"{args.model} by {args.method}: {result.path}"))
