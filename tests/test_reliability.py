@@ -12,7 +12,7 @@ import xarray as xr
 
 from bayesmatrix.cli import main
 from bayesmatrix.data.llmlog import OTHER, make_log, read_log, write_log
-from bayesmatrix.data.simulate import simulate_icl
+from bayesmatrix.inference.simulate import simulate_icl
 from bayesmatrix.inference.rundir import read_run
 
 TINY = ["--num-samples", "60", "--num-warmup", "60", "--num-chains", "2", "--quiet", "--no-plots"]
