@@ -39,6 +39,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from bayesmatrix.analysis.metrics import max_pairwise_total_variation, mean_and_mcse
+from bayesmatrix.data.closed_forms import categorical
 
 Predictive = Callable[[np.ndarray], np.ndarray]
 
@@ -184,7 +185,7 @@ def martingale(
         next_by_category = np.asarray(predictive(extended), dtype=np.float64).reshape(num_paths, C, C)
         expected.append(np.einsum("ny,nyc->nc", current, next_by_category))
         gaps.append(martingale_gap(current, next_by_category))
-        drawn = _categorical(rng, current)
+        drawn = categorical(rng, current)
         paths = np.concatenate([paths, drawn[:, None]], axis=1)
         current = next_by_category[np.arange(num_paths), drawn]
         along.append(current)
@@ -203,13 +204,6 @@ def martingale(
     )
 
 
-def _categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
-    """One draw per row of ``probs`` (N, C) by inverting the CDF."""
-    cdf = np.cumsum(probs, axis=-1)
-    uniform = rng.random(len(probs)) * cdf[:, -1]
-    return np.minimum((uniform[:, None] >= cdf).sum(axis=-1), probs.shape[-1] - 1)
-
-
 # ---------------------------------------------------------------------------
 # Predictive callables
 # ---------------------------------------------------------------------------
@@ -221,15 +215,14 @@ def updater_predictive(alpha, decay: float = 1.0, temperature: float = 1.0) -> P
     ``(alpha + w_k) / (sum(alpha) + sum(w_k))`` tempered by ``temperature``, with
     recency-weighted counts ``w_k``; ``decay = 1, temperature = 1`` is exact Bayes.
     """
-    from bayesmatrix.data.simulate import updater_predictive as closed_form
-    from bayesmatrix.data.simulate import weighted_counts
+    from bayesmatrix.data.closed_forms import dirichlet_predictive, tempered, weighted_counts
 
     alpha = np.asarray(alpha, dtype=np.float64)
 
     def predictive(observations):
         observations = np.asarray(observations, dtype=np.int64)
         counts = weighted_counts(observations, len(alpha), decay)[:, -1]  # after all k observations
-        return closed_form(alpha, counts, temperature)
+        return tempered(dirichlet_predictive(alpha, counts), temperature)
 
     return predictive
 

@@ -2,12 +2,20 @@
 
 Small pure functions on NumPy arrays; the last axis is the category axis and
 leading axes broadcast. Tests, the consistency checks and the report all call
-these, so a number means the same thing everywhere.
+these, so a number means the same thing everywhere. :func:`kl_bits` is
+:func:`bayesmatrix.data.closed_forms.kl_bits`, the wind tunnel's score: it
+renormalises neither row (divide a model's row by its sum first to score the
+renormalised row).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+# One KL for the whole project: the wind tunnel's scorer (data layer) and the analysis use the same function.
+from bayesmatrix.data.closed_forms import kl_bits
+
+__all__ = ["entropy_bits", "kl_bits", "max_pairwise_total_variation", "mean_and_mcse", "renormalise", "total_variation"]
 
 
 def _as_probs(p) -> np.ndarray:
@@ -18,19 +26,6 @@ def renormalise(probs) -> np.ndarray:
     """Rows divided by their sum over the last axis (a log's columns without ``<other>``, say)."""
     probs = _as_probs(probs)
     return probs / probs.sum(axis=-1, keepdims=True)
-
-
-def kl_bits(p, q) -> np.ndarray:
-    """``KL(p || q) = sum_c p_c log2(p_c / q_c)`` in bits.
-
-    Terms with ``p_c = 0`` contribute 0 (the limit of ``x log x``); a ``q_c = 0``
-    where ``p_c > 0`` gives ``inf``, as it should.
-    """
-    p, q = np.broadcast_arrays(_as_probs(p), _as_probs(q))
-    positive = p > 0
-    with np.errstate(divide="ignore"):
-        log_ratio = np.log2(np.where(positive, p, 1.0)) - np.log2(np.where(positive, q, 1.0))
-    return np.sum(np.where(positive, p * log_ratio, 0.0), axis=-1)
 
 
 def entropy_bits(p) -> np.ndarray:

@@ -29,8 +29,8 @@ from benchmarks import CompileClock, print_table
 
 
 def embedding_inputs(rows: int, cols: int, embed_dim: int, rank: int, seed: int) -> dict:
-    """Keyword arguments of the embedding model for a simulated log (``data.simulate.simulate_embedding``)."""
-    from bayesmatrix.data.simulate import simulate_embedding
+    """Keyword arguments of the embedding model for a simulated log (``bayesmatrix.inference.simulate.simulate_embedding``)."""
+    from bayesmatrix.inference.simulate import simulate_embedding
     from bayesmatrix.inference.prepare import prepare
 
     ds = simulate_embedding(rows, cols, embed_dim, rank, concentration=50.0, seed=seed)

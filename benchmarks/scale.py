@@ -1,7 +1,7 @@
 """SVI on the embedding model at scale: 200,000 rows x 1,000 columns with minibatches.
 
 The log is simulated in float32, in blocks, from the embedding model's own
-story (``data.simulate.simulate_embedding``: ``e_r ~ N(0, I_D)``,
+story (``bayesmatrix.inference.simulate.simulate_embedding``: ``e_r ~ N(0, I_D)``,
 ``m_r = softmax(b + U V^T e_r)``, ``probs_r ~ Dirichlet(s m_r)``), without
 building an LLM log file: the model's inputs are the arrays themselves (the
 features already have unit mean square, what ``prepare`` makes of a log).

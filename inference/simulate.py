@@ -1,176 +1,325 @@
-"""Synthetic LLM logs drawn from known parameters: the fixtures that the model tests fit.
+"""Synthetic LLM logs drawn from the NumPyro models themselves, at known parameters.
 
-Every simulator returns a log built with :func:`data.llmlog.make_log` whose
-columns are ``c0 .. c{C-1}`` and ``"<other>"``, and stores every parameter
-value it used as JSON in the attribute ``truth`` (layout below). All
-randomness comes from one ``numpy.random.Generator(seed)``, so the same seed
-gives the same log, except the ``created`` attribute.
+A simulated log is a model's log by construction: the inputs a model takes
+as given (in-context episodes, embeddings) are drawn first, in NumPy; then
+:func:`draw_rows` runs the registered model forward with its latent sites
+fixed at the true values (``numpyro.handlers.substitute``) and keeps what its
+own observation sites ``probs`` and ``counts`` draw. The model's inputs come
+from :func:`bayesmatrix.inference.prepare.prepare` on the log's skeleton, the
+same function that feeds a fit. Simulation-based calibration
+(:mod:`bayesmatrix.analysis.sbc`) draws its data sets the same way.
 
-Generative stories (C categories, rows r, episodes e, positions k)
--------------------------------------------------------------------
+Every log has columns ``c0 .. c{C-1}`` and ``"<other>"`` and stores every
+value it was drawn from as JSON in the attribute ``truth`` (layout below).
+The inputs come from ``numpy.random.default_rng(seed)`` and the model's
+sites from ``jax.random.PRNGKey(seed)``, in float64 whatever JAX's default
+precision, so the same seed gives the same log (all but ``created``).
 
-``matrix`` (one Dirichlet; ``alpha = s * m``)::
+Kinds (C categories, rows r, episodes e, positions k)
+-----------------------------------------------------
 
-    pi_r     ~ Dirichlet(alpha)                       r = 1..R
-    probs_r  = (pi_r, 0)                              <other> column 0
-    counts_r ~ Multinomial(N, pi_r)                   only when N > 0
+``matrix``: the ``matrix`` model with ``m = alpha / s``, ``s = sum(alpha)``,
+or the ``mixture`` model when ``weights`` are given::
 
-``matrix`` with a K-component mixture (weights w, rows of alpha)::
+    probs_r  ~ Dirichlet(alpha)  or  sum_j w_j Dirichlet(alpha_j)
+    counts_r ~ Multinomial(N, probs_r)                only when N > 0
 
-    z_r  ~ Categorical(w)
-    pi_r ~ Dirichlet(alpha_{z_r})                     then probs, counts as above
+The component each mixture row came from is kept in ``truth["components"]``.
 
-With ``store_probs=False`` the log's ``probs`` are the empirical frequencies
-``counts_r / N`` (what sampling an LLM without log-probabilities gives), and
-the ``pi_r`` are kept in ``truth["pi"]``.
+``icl``: episodes from the world ``pi_e ~ Dirichlet(world_alpha)``,
+``y_(e,1..K) ~ Categorical(pi_e)`` (the wind tunnel's
+:class:`bayesmatrix.data.windtunnel.worlds.World`), then the LLM's rows from
+the ``icl`` model (exact Bayes) or, when ``decay`` or ``temperature`` is not
+1, from ``icl-general``::
 
-``icl`` (a generalised Bayesian updater reading K in-context observations)::
+    q_k     = tempered((alpha + w_k) / (sum(alpha) + sum(w_k)), temperature)
+    probs_k ~ Dirichlet(tau * q_k)
 
-    pi_e ~ Dirichlet(world_alpha)                     world_alpha defaults to alpha
-    y_{e,1..K} ~ Categorical(pi_e)
-    w_0 = 0,   w_k = decay * w_{k-1} + onehot(y_k)    k = 1..K
-    p_k = (alpha + w_k) / (sum(alpha) + sum(w_k))     the updater's predictive
-    q_k ∝ p_k ** (1 / temperature)                    normalised
-    o_k ~ Dirichlet(tau * q_k)                        the reported distribution
-    probs_k = ((1 - other_mass) * o_k, other_mass)
+``icl-mixture``: episodes from the world mixture ``z_e ~ Categorical(world_w)``,
+``pi_e ~ Dirichlet(world_alpha_(z_e))``, rows from the ``icl-mixture`` model
+(the exact predictive of the prior ``sum_j w_j Dirichlet(alpha_j)``). That
+model has no decay: a ``decay`` below 1 enters through its input, the model
+reading the recency-weighted counts ``w_k`` in place of the raw counts (its
+predictive is a function of the counts alone, and the conjugate formula holds
+for non-integer counts). It has no temperature either, so ``temperature``
+must be 1.
 
-Each episode gives K + 1 consecutive rows (k = 0..K) with ``episode = e``,
-``position = k`` and ``context_counts`` = the raw, undecayed counts of
-``y_1..y_k`` (``<other>`` column 0), so ``y_{k+1}`` is the column where
-``context_counts[k+1] - context_counts[k]`` is 1.
+Each episode gives ``K + 1`` consecutive rows (k = 0..K) with ``episode = e``,
+``position = k`` and ``context_counts`` the raw counts of ``y_1..y_k``, so
+``y_(k+1)`` is the column where ``context_counts`` grows from row k to k + 1.
 
-``icl-mixture``: as ``icl``, but the updater's prior is the mixture
-``sum_j w_j Dirichlet(alpha_j)``, whose exact conjugate predictive is::
+``embedding``: ``e_r ~ N(0, I_D)``, ``U_ci ~ N(0, 1/sqrt(rank))``,
+``V_di ~ N(0, 1/sqrt(D))``, ``b_c ~ N(0, 1)`` (scales that give the logits
+``U V^T e_r`` unit variance per entry), then the ``embedding`` model::
 
-    w'_j ∝ w_j * DirMult(w_k | alpha_j)
-         = w_j * Γ(A_j) / Γ(A_j + W_k) * prod_c Γ(alpha_jc + w_kc) / Γ(alpha_jc)
-    p_k  = sum_j w'_j (alpha_j + w_k) / (A_j + W_k)   A_j = sum(alpha_j), W_k = sum(w_k)
+    probs_r  ~ Dirichlet(s * softmax(b + U V^T e_r))
+    counts_r ~ Multinomial(N, probs_r)                only when N > 0
 
-The multinomial coefficient is the same for every component and cancels, so
-the formula holds for non-integer (decayed) counts as well. The world draws
-``z_e ~ Categorical(world_w)``, ``pi_e ~ Dirichlet(world_alpha_{z_e})``, by
-default the updater's own mixture.
+``prepare`` would hand the model centred, rotated, rescaled features of
+``e_r``; the truth is stated in the log's own embedding coordinates, so the
+model is run on ``e_r`` itself.
 
-``embedding`` (a low-rank continuous map from embeddings to rows)::
+What the models do not contain is applied after them:
 
-    U_ci ~ Normal(0, 1/sqrt(rank))      (C, rank)
-    V_di ~ Normal(0, 1/sqrt(D))         (D, rank)
-    b_c  ~ Normal(0, 1)
-    e_r  ~ Normal(0, I_D)
-    m_r  = softmax(b + U V^T e_r)
-    probs_r ~ Dirichlet(s * m_r),  counts_r ~ Multinomial(N, probs_r) when N > 0
+- ``other_mass`` (ICL kinds): the rows are scaled by ``1 - other_mass`` and
+  ``<other>`` gets the rest. ``prepare`` drops ``<other>`` and renormalises,
+  which gives back exactly the model's rows (the Dirichlet aggregation
+  property), so a fit sees the model's own data.
+- ``store_probs=False`` (matrix): the log's ``probs`` are the empirical
+  frequencies ``counts_r / N`` (what sampling an LLM without
+  log-probabilities gives); the model's rows are kept in ``truth["pi"]``.
 
-The scales make ``V^T e_r`` and ``U V^T e_r`` have unit variance per entry, so
-the logits vary about as much as the bias does.
+NumPyro's Dirichlet clips every draw to ``[tiny, 1 - eps]`` of its float
+type, so no probability is exactly 0 and none is NaN, even where a tempered
+updater underflows to exact zeros (:func:`draw_rows`).
 
-Numerical guard: every Dirichlet draw is a normalised vector of
-``Gamma(alpha_c, 1)`` draws in float64, each floored at 1e-300 before
-normalising. A Gamma with a tiny shape can underflow to exactly 0 (and a
-tempered ``q`` can underflow too), which would give zero probabilities, and
-0/0 = NaN when all of them underflow; the floor keeps every probability
-strictly positive and no value is ever NaN.
+``truth`` layout (JSON; arrays as nested lists; ``kind`` names the simulator,
+``model`` the registered model whose sites drew the rows)
+-------------------------------------------------------------------------
 
-``truth`` layout (JSON; arrays as nested lists; ``kind`` names the simulator)
--------------------------------------------------------------------------------
-
-- matrix: ``kind, seed, rows, cols, counts_per_row, probs_from ("pi" or
-  "counts"), alpha (C,), m (C,), s``; a mixture has ``alpha (K, C), m (K, C),
-  s (K,), w (K,), components (R,)``; ``pi (R, C)`` only when ``probs_from`` is
-  ``"counts"``.
-- icl: ``kind, seed, episodes, length, alpha, m, s, world_alpha, decay,
+- matrix: ``kind, model, seed, rows, cols, counts_per_row, probs_from ("pi"
+  or "counts"), alpha (C,), m (C,), s``; a mixture has ``alpha (K, C), m (K,
+  C), s (K,), w (K,), components (R,)``; ``pi (R, C)`` only when
+  ``probs_from`` is ``"counts"``.
+- icl: ``kind, model, seed, episodes, length, alpha, m, s, world_alpha,
+  decay, temperature, tau, other_mass``.
+- icl-mixture: ``kind, model, seed, episodes, length, w, alpha (K, C), m (K,
+  C), s (K,), world_w, world_alpha (K', C), world_components (E,), decay,
   temperature, tau, other_mass``.
-- icl-mixture: ``kind, seed, episodes, length, w, alpha (K, C), m (K, C),
-  s (K,), world_w, world_alpha (K', C), world_components (E,), decay,
-  temperature, tau, other_mass``.
-- embedding: ``kind, seed, rows, cols, embed_dim, rank, counts_per_row, U (C,
-  rank), V (D, rank), b (C,), s``.
+- embedding: ``kind, model, seed, rows, cols, embed_dim, rank,
+  counts_per_row, U (C, rank), V (D, rank), b (C,), s``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import xarray as xr
-from scipy.special import gammaln, logsumexp
 
+from bayesmatrix.data.closed_forms import weighted_counts
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import OTHER, make_log
+from bayesmatrix.inference.prepare import prepare
+from bayesmatrix.models import MODELS
 
-# Gamma draws are floored here before normalising (see the module docstring).
-GAMMA_FLOOR = 1e-300
 KINDS = ("matrix", "icl", "icl-mixture", "embedding")
+OBSERVATION_SITES = ("probs", "counts")
 
 
 # ---------------------------------------------------------------------------
-# Closed forms shared with the model code: small, exact, float64.
+# The path every simulated log takes: skeleton log -> prepare -> the model's sites
 # ---------------------------------------------------------------------------
 
 
-def weighted_counts(observations: np.ndarray, C: int, decay: float = 1.0) -> np.ndarray:
-    """Recency-weighted counts ``w_0 = 0, w_k = decay * w_{k-1} + onehot(y_k)``.
+class DrawnRows(NamedTuple):
+    """What :func:`draw_rows` returns; with ``batched=True`` every array has a leading axis of draws."""
 
-    ``observations`` (..., K) holds category indices in ``0..C-1``; the result
-    (..., K + 1, C) holds ``w_0 .. w_K``. With ``decay = 1`` these are the raw
-    counts.
+    probs: np.ndarray | None
+    """(rows, C) float64: the model's ``probs`` site, or ``None`` where it has none."""
+    counts: np.ndarray | None
+    """(rows, C) int64: the model's ``counts`` site, or ``None`` where it is not observed."""
+    sites: dict[str, np.ndarray]
+    """Every sample and deterministic site of the run (``alpha``, a mixture's canonical ``w``, ...)."""
+    components: np.ndarray | None
+    """(rows,) int: for a mixture's rows, the component (in the model's canonical order) each came from."""
+
+
+def model_inputs(
+    model: str, skeleton: xr.Dataset, *, observe: Sequence[str] = ("probs",), inputs: Mapping[str, Any] | None = None,
+    **prepare_options: Any,
+) -> dict[str, Any]:
+    """The keyword arguments of ``MODELS[model]`` on a skeleton log, with its observation sites left to draw.
+
+    :func:`prepare` builds them (``prepare_options`` go to it), as for a fit;
+    ``inputs`` then replace some of them.
     """
-    observations = np.asarray(observations)
-    if observations.size and (observations.min() < 0 or observations.max() >= C):
-        raise ValueError(f"observations must lie in 0..{C - 1}")
-    onehot = np.eye(C, dtype=np.float64)[observations]  # (..., K, C)
-    counts = np.zeros(observations.shape[:-1] + (observations.shape[-1] + 1, C))
-    for k in range(observations.shape[-1]):
-        counts[..., k + 1, :] = decay * counts[..., k, :] + onehot[..., k, :]
-    return counts
+    kwargs = dict(prepare(skeleton, model, observe=observe, **prepare_options).kwargs)
+    kwargs.update({site: None for site in OBSERVATION_SITES if site in kwargs})  # to be drawn
+    kwargs.update(inputs or {})
+    return kwargs
 
 
-def temper(predictive: np.ndarray, temperature: float) -> np.ndarray:
-    """``q ∝ predictive ** (1 / temperature)`` over the last axis, computed in log space."""
-    with np.errstate(divide="ignore"):
-        log_q = np.log(np.asarray(predictive, dtype=np.float64)) / temperature
-    return np.exp(log_q - logsumexp(log_q, axis=-1, keepdims=True))
+def draw_rows(
+    model: str,
+    skeleton: xr.Dataset,
+    parameters: Mapping[str, Any],
+    *,
+    observe: Sequence[str] = ("probs",),
+    seed: Any = 0,
+    inputs: Mapping[str, Any] | None = None,
+    batched: bool = False,
+    **prepare_options: Any,
+) -> DrawnRows:
+    """The observation sites of ``MODELS[model]`` drawn on a log's inputs, its latent sites fixed at ``parameters``.
 
-
-def updater_predictive(alpha: np.ndarray, weighted_counts: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """The generalised Bayesian updater: ``(alpha + w) / (sum(alpha) + sum(w))``, tempered.
-
-    ``alpha`` (C,), ``weighted_counts`` (..., C); returns (..., C).
+    ``skeleton`` is a log whose ``probs`` (and ``counts``, whose row totals are
+    the number of tokens drawn) only give shapes; :func:`model_inputs` turns
+    it into the model's keyword arguments. ``parameters`` must give every
+    latent sample site of the model (``m``, ``s``, ``tau``, ...; deterministic
+    sites such as ``alpha`` follow from them): the model is run forward under
+    ``numpyro.handlers.substitute``. ``seed`` is an integer or a JAX key.
+    ``batched=True``: every parameter has a leading axis of draws, and one
+    compiled run draws a data set for each (as simulation-based calibration needs).
     """
-    alpha = np.asarray(alpha, dtype=np.float64)
-    posterior = alpha + np.asarray(weighted_counts, dtype=np.float64)
-    return temper(posterior / posterior.sum(axis=-1, keepdims=True), temperature)
+    import jax
+    import numpyro
+    from numpyro import handlers
+
+    function = MODELS[model].function
+    kwargs = model_inputs(model, skeleton, observe=observe, inputs=inputs, **prepare_options)
+    parameters = {name: np.asarray(value, dtype=np.float64) for name, value in parameters.items()}
+    missing: list[str] = []
+
+    def run(key, values):
+        trace = handlers.trace(handlers.seed(handlers.substitute(function, data=values), key)).get_trace(**kwargs)
+        missing[:] = [
+            name for name, site in trace.items()
+            if site["type"] == "sample" and not site["is_observed"] and name not in values
+            and name not in OBSERVATION_SITES
+        ]
+        sites = {name: site["value"] for name, site in trace.items() if site["type"] in ("sample", "deterministic")}
+        intermediates = trace["probs"]["intermediates"] if "probs" in trace else []
+        return sites, (intermediates[0] if intermediates else None)
+
+    # Argument validation is off for the draw only: at an extreme temperature the tempered
+    # updater underflows to exact zeros, a Dirichlet concentration of 0 whose draw is its
+    # limit (that category gets the smallest positive float), though no density exists there.
+    with jax.enable_x64(True), numpyro.validation_enabled(False):
+        key = jax.random.PRNGKey(seed) if isinstance(seed, (int, np.integer)) else seed
+        if batched:
+            num_draws = len(next(iter(parameters.values())))
+            sites, components = jax.jit(jax.vmap(run))(jax.random.split(key, num_draws), parameters)
+        else:
+            sites, components = run(key, parameters)
+    if missing:
+        raise ValueError(f"parameters of {model!r} missing: {', '.join(missing)}")
+    sites = {name: np.asarray(value) for name, value in sites.items()}
+    return DrawnRows(
+        probs=sites["probs"].astype(np.float64) if "probs" in sites else None,
+        counts=np.rint(sites["counts"]).astype(np.int64) if "counts" in sites else None,
+        sites=sites,
+        components=None if components is None else np.asarray(components),
+    )
 
 
-def mixture_posterior_weights(weights: np.ndarray, alphas: np.ndarray, weighted_counts: np.ndarray) -> np.ndarray:
-    """``w'_j ∝ w_j * DirMult(counts | alpha_j)`` without the multinomial coefficient (it cancels).
+def prior_parameters(
+    model: str, skeleton: xr.Dataset, num_draws: int, *, observe: Sequence[str] = ("probs",), seed: Any = 0,
+    inputs: Mapping[str, Any] | None = None, **prepare_options: Any,
+) -> dict[str, np.ndarray]:
+    """``num_draws`` draws of the latent sample sites of ``MODELS[model]`` from its prior, on a skeleton's inputs.
 
-    ``weights`` (K,), ``alphas`` (K, C), ``weighted_counts`` (..., C); returns (..., K).
+    The values :func:`draw_rows` takes (``batched=True``): drawing the
+    parameters here and the rows there is drawing from the prior predictive.
     """
-    weights = np.asarray(weights, dtype=np.float64)
-    alphas = np.asarray(alphas, dtype=np.float64)
-    counts = np.asarray(weighted_counts, dtype=np.float64)[..., None, :]  # (..., 1, C)
-    prior_total = alphas.sum(axis=-1)  # (K,)
-    log_evidence = (
-        gammaln(prior_total)
-        - gammaln(prior_total + counts.sum(axis=-1))
-        + (gammaln(alphas + counts) - gammaln(alphas)).sum(axis=-1)
-    )  # (..., K)
-    log_posterior = np.log(weights) + log_evidence
-    return np.exp(log_posterior - logsumexp(log_posterior, axis=-1, keepdims=True))
+    import jax
+    from numpyro import handlers
+    from numpyro.infer import Predictive
+
+    function = MODELS[model].function
+    kwargs = model_inputs(model, skeleton, observe=observe, inputs=inputs, **prepare_options)
+    with jax.enable_x64(True):
+        key = jax.random.PRNGKey(seed) if isinstance(seed, (int, np.integer)) else seed
+        trace = handlers.trace(handlers.seed(function, key)).get_trace(**kwargs)
+        latent = [
+            name for name, site in trace.items()
+            if site["type"] == "sample" and not site["is_observed"] and name not in OBSERVATION_SITES
+        ]
+        draws = Predictive(function, num_samples=num_draws, return_sites=latent)(key, **kwargs)
+    return {name: np.asarray(draws[name], dtype=np.float64) for name in latent}
 
 
-def mixture_predictive(weights: np.ndarray, alphas: np.ndarray, weighted_counts: np.ndarray) -> np.ndarray:
-    """Exact predictive of a Dirichlet-mixture prior: ``sum_j w'_j (alpha_j + w) / (A_j + W)``.
+def rows_log(
+    kind: str,
+    num_cols: int,
+    probs: np.ndarray | None = None,
+    *,
+    rows: int | None = None,
+    counts: np.ndarray | None = None,
+    other_mass: float = 0.0,
+    seed: int = 0,
+    truth: Mapping[str, Any] | None = None,
+    **arrays: Any,
+) -> xr.Dataset:
+    """A simulated log with columns ``c0 .. c{C-1}`` and ``<other>`` from rows (rows, C) over the categories.
 
-    ``weights`` (K,), ``alphas`` (K, C), ``weighted_counts`` (..., C); returns (..., C).
+    ``probs=None`` gives a skeleton: ``rows`` uniform rows that only carry
+    the shape (what :func:`draw_rows` reads). ``other_mass`` of every row goes to
+    ``<other>``, the rest is scaled down; counts and ``context_counts`` get
+    an empty ``<other>`` column. ``arrays`` (``episode``, ``embedding``, ...)
+    go to :func:`bayesmatrix.data.llmlog.make_log` as they are.
     """
-    alphas = np.asarray(alphas, dtype=np.float64)
-    counts = np.asarray(weighted_counts, dtype=np.float64)[..., None, :]  # (..., 1, C)
-    posterior = alphas + counts  # (..., K, C)
-    component_predictive = posterior / posterior.sum(axis=-1, keepdims=True)
-    posterior_weights = mixture_posterior_weights(weights, alphas, weighted_counts)  # (..., K)
-    return (posterior_weights[..., None] * component_predictive).sum(axis=-2)
+    rows = _rows_of(probs, counts, arrays) if rows is None else rows
+    if probs is None:
+        probs = np.full((rows, num_cols), 1.0 / num_cols)
+    probs = np.concatenate([(1.0 - other_mass) * probs, np.full((rows, 1), other_mass)], axis=1)
+    if "context_counts" in arrays:
+        arrays["context_counts"] = _with_other(np.asarray(arrays["context_counts"]))
+    return make_log(
+        probs,
+        [f"c{c}" for c in range(num_cols)] + [OTHER],
+        model=f"simulate:{kind}",
+        task={"kind": "simulate", "simulator": kind},
+        counts=None if counts is None else _with_other(np.asarray(counts)),
+        seed=seed,
+        truth=None if truth is None else json.dumps(truth),
+        **arrays,
+    )
+
+
+def _rows_of(probs, counts, arrays) -> int:
+    for value in (probs, counts, *arrays.values()):
+        if value is not None:
+            return len(value)
+    raise ValueError("a log needs at least one array with rows")
+
+
+class Episodes(NamedTuple):
+    """In-context episodes drawn from a world, as an ICL log's rows hold them."""
+
+    tokens: np.ndarray
+    """(episodes, K) int: ``y_(e,1..K)``."""
+    context_counts: np.ndarray
+    """(episodes * (K + 1), C) int: raw counts of ``y_1..y_k`` at row (e, k)."""
+    episode: np.ndarray
+    """(episodes * (K + 1),) int."""
+    position: np.ndarray
+    """(episodes * (K + 1),) int: k."""
+    components: np.ndarray
+    """(episodes,) int: the world's mixture component of each episode."""
+
+
+def draw_episodes(
+    rng: np.random.Generator, episodes: int, length: int, world_weights, world_alphas
+) -> Episodes:
+    """``episodes`` episodes of ``length`` observations from the world ``sum_j w_j Dirichlet(alpha_j)``.
+
+    The world is a wind-tunnel world (:class:`bayesmatrix.data.windtunnel.worlds.World`),
+    whose ``sample`` draws ``z_e``, ``pi_e`` and the tokens.
+    """
+    from bayesmatrix.data.windtunnel.worlds import World
+
+    world_alphas = np.asarray(world_alphas, dtype=np.float64)
+    world = World(
+        name="simulate",
+        categories=tuple(f"c{c}" for c in range(world_alphas.shape[1])),
+        weights=tuple(float(w) for w in world_weights),
+        alphas=tuple(tuple(float(a) for a in alpha) for alpha in world_alphas),
+    )
+    drawn = world.sample(rng, episodes, length)
+    counts = weighted_counts(drawn.tokens, world.num_categories)  # (episodes, length + 1, C)
+    return Episodes(
+        tokens=drawn.tokens,
+        context_counts=np.rint(counts).astype(np.int64).reshape(-1, world.num_categories),
+        episode=np.repeat(np.arange(episodes), length + 1),
+        position=np.tile(np.arange(length + 1), episodes),
+        components=drawn.component,
+    )
+
+
+def _with_other(values: np.ndarray) -> np.ndarray:
+    return np.concatenate([values, np.zeros(values.shape[:-1] + (1,), dtype=values.dtype)], axis=-1)
 
 
 # ---------------------------------------------------------------------------
@@ -180,17 +329,16 @@ def mixture_predictive(weights: np.ndarray, alphas: np.ndarray, weighted_counts:
 
 def simulate_matrix(
     rows: int,
-    alpha: np.ndarray,
+    alpha,
     *,
-    weights: np.ndarray | None = None,
+    weights=None,
     counts_per_row: int = 0,
     store_probs: bool = True,
     seed: int = 0,
 ) -> xr.Dataset:
-    """Rows ``pi_r ~ Dirichlet(alpha)``, or a Dirichlet mixture when ``weights`` is given.
+    """Rows from the ``matrix`` model with ``alpha`` (C,), or the ``mixture`` model with ``weights`` (K,), ``alpha`` (K, C).
 
-    ``alpha`` is (C,) for one Dirichlet, (K, C) with ``weights`` (K,) for a
-    mixture. ``counts_per_row = N > 0`` adds ``counts ~ Multinomial(N, pi_r)``.
+    ``counts_per_row = N > 0`` adds ``counts ~ Multinomial(N, probs_r)``.
     ``store_probs=False`` stores ``counts / N`` as ``probs`` (needs N > 0).
     """
     rows = _count(rows, "rows", minimum=1)
@@ -204,48 +352,67 @@ def simulate_matrix(
     C = alpha.shape[-1]
     if not store_probs and counts_per_row == 0:
         raise InputError("probs can be left out only when counts are drawn (counts_per_row > 0)", field="probs")
-    rng = np.random.default_rng(seed)
+    observe = ("probs", "counts") if counts_per_row > 0 else ("probs",)
+    counts = np.zeros((rows, C), dtype=np.int64)
+    counts[:, 0] = counts_per_row  # only the totals matter: N tokens per row
+    skeleton = rows_log("matrix", C, rows=rows, counts=counts if counts_per_row > 0 else None, seed=seed)
+    strength = alpha.sum(axis=-1)
+    parameters: dict[str, Any]
+    if mixture:
+        model = "mixture"
+        parameters = {"w_unlabelled": weights, "m_unlabelled": alpha / strength[:, None], "s_unlabelled": strength}
+        drawn = draw_rows(model, skeleton, parameters, observe=observe, seed=seed, components=len(alpha))
+    else:
+        model = "matrix"
+        drawn = draw_rows(model, skeleton, {"m": alpha / strength, "s": strength}, observe=observe, seed=seed)
 
-    truth: dict[str, Any] = {"kind": "matrix", "seed": seed, "rows": rows, "cols": C, "counts_per_row": counts_per_row}
+    truth: dict[str, Any] = {
+        "kind": "matrix", "model": model, "seed": seed, "rows": rows, "cols": C, "counts_per_row": counts_per_row,
+    }
     truth.update(_prior_truth(alpha))
     if mixture:
-        components = _categorical(rng, np.broadcast_to(weights, (rows, len(weights))))
-        pi = _dirichlet(rng, alpha[components])
-        truth.update(w=weights.tolist(), components=components.tolist())
-    else:
-        pi = _dirichlet(rng, np.broadcast_to(alpha, (rows, C)))
-    counts = rng.multinomial(counts_per_row, pi) if counts_per_row > 0 else None
+        truth.update(w=weights.tolist(), components=_given_components(drawn, weights, alpha).tolist())
     if store_probs:
-        probs = pi
+        probs = drawn.probs
         truth["probs_from"] = "pi"
     else:
-        probs = counts / counts_per_row
+        probs = drawn.counts / counts_per_row
         truth["probs_from"] = "counts"
-        truth["pi"] = pi.tolist()
-    return make_log(
-        _with_other(probs),
-        _columns(C),
-        model="simulate:matrix",
-        task={"kind": "simulate", "simulator": "matrix"},
-        counts=None if counts is None else _with_other(counts),
-        seed=seed,
-        truth=json.dumps(truth),
-    )
+        truth["pi"] = drawn.probs.tolist()
+    return rows_log("matrix", C, probs, counts=drawn.counts, seed=seed, truth=truth)
+
+
+def _given_components(drawn: DrawnRows, weights: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Each row's mixture component, numbered as given.
+
+    The mixture model draws its rows from its components in canonical order
+    (its deterministic sites ``w`` and ``alpha``); each is matched back to
+    the given component it equals.
+    """
+    given = np.column_stack([weights, alphas])
+    canonical = np.column_stack([drawn.sites["w"], drawn.sites["alpha"]])
+    unused = list(range(len(given)))
+    to_given = []
+    for row in canonical:
+        match = min(unused, key=lambda j: np.abs(given[j] - row).sum())
+        unused.remove(match)
+        to_given.append(match)
+    return np.asarray(to_given)[drawn.components]
 
 
 def simulate_icl(
     episodes: int,
     length: int,
-    alpha: np.ndarray,
+    alpha,
     *,
-    world_alpha: np.ndarray | None = None,
+    world_alpha=None,
     decay: float = 1.0,
     temperature: float = 1.0,
     tau: float = 200.0,
     other_mass: float = 0.0,
     seed: int = 0,
 ) -> xr.Dataset:
-    """ICL episodes read by a generalised Bayesian updater with a Dirichlet(alpha) prior.
+    """ICL episodes read by the ``icl`` model, or ``icl-general`` when ``decay`` or ``temperature`` is not 1.
 
     Returns ``episodes * (length + 1)`` rows (see the module docstring).
     """
@@ -256,9 +423,16 @@ def simulate_icl(
     episodes, length = _count(episodes, "episodes", minimum=1), _count(length, "length", minimum=1)
     _check_updater(decay, temperature, tau, other_mass)
     rng = np.random.default_rng(seed)
-    world_pi = _dirichlet(rng, np.broadcast_to(world_alpha, (episodes, len(alpha))))
+    drawn_episodes = draw_episodes(rng, episodes, length, [1.0], world_alpha[None, :])
+    strength = alpha.sum()
+    parameters = {"m": alpha / strength, "s": strength, "tau": tau}
+    model = "icl"
+    if decay != 1.0 or temperature != 1.0:
+        model = "icl-general"
+        parameters.update(decay=decay, temperature=temperature)
     truth = {
         "kind": "icl",
+        "model": model,
         "seed": seed,
         "episodes": episodes,
         "length": length,
@@ -269,38 +443,29 @@ def simulate_icl(
         "tau": tau,
         "other_mass": other_mass,
     }
-    return _icl_log(
-        rng,
-        world_pi,
-        length,
-        lambda counts: updater_predictive(alpha, counts, temperature),
-        decay=decay,
-        tau=tau,
-        other_mass=other_mass,
-        simulator="icl",
-        seed=seed,
-        truth=truth,
-    )
+    return _icl_log("icl", model, drawn_episodes, parameters, len(alpha), other_mass, seed, truth)
 
 
 def simulate_icl_mixture(
     episodes: int,
     length: int,
-    weights: np.ndarray,
-    alphas: np.ndarray,
+    weights,
+    alphas,
     *,
-    world_weights: np.ndarray | None = None,
-    world_alphas: np.ndarray | None = None,
+    world_weights=None,
+    world_alphas=None,
     decay: float = 1.0,
     temperature: float = 1.0,
     tau: float = 200.0,
     other_mass: float = 0.0,
     seed: int = 0,
 ) -> xr.Dataset:
-    """ICL episodes read by an updater whose prior is a Dirichlet mixture (exact conjugate predictive).
+    """ICL episodes read by the ``icl-mixture`` model (the exact predictive of a Dirichlet-mixture prior).
 
     ``weights`` (K,), ``alphas`` (K, C). The world is the same mixture unless
-    ``world_weights`` / ``world_alphas`` are given (both, or neither).
+    ``world_weights`` / ``world_alphas`` are given (both, or neither). A
+    ``decay`` below 1 enters as recency-weighted input counts; the model has
+    no temperature, so ``temperature`` must be 1 (module docstring).
     """
     alphas = _positive_matrix(alphas, "alphas")
     weights = _weights(weights, "weights", len(alphas))
@@ -317,11 +482,23 @@ def simulate_icl_mixture(
             )
     episodes, length = _count(episodes, "episodes", minimum=1), _count(length, "length", minimum=1)
     _check_updater(decay, temperature, tau, other_mass)
+    if temperature != 1.0:
+        raise InputError(
+            f"is {temperature}; the icl-mixture model has no temperature, so its logs are drawn at 1",
+            field="temperature",
+        )
     rng = np.random.default_rng(seed)
-    world_components = _categorical(rng, np.broadcast_to(world_weights, (episodes, len(world_weights))))
-    world_pi = _dirichlet(rng, world_alphas[world_components])
+    drawn_episodes = draw_episodes(rng, episodes, length, world_weights, world_alphas)
+    strengths = alphas.sum(axis=1)
+    parameters = {"w_unlabelled": weights, "m_unlabelled": alphas / strengths[:, None], "s_unlabelled": strengths,
+                  "tau": tau}
+    inputs = None
+    if decay != 1.0:
+        C = alphas.shape[1]
+        inputs = {"context_counts": weighted_counts(drawn_episodes.tokens, C, decay).reshape(-1, C)}
     truth = {
         "kind": "icl-mixture",
+        "model": "icl-mixture",
         "seed": seed,
         "episodes": episodes,
         "length": length,
@@ -329,24 +506,39 @@ def simulate_icl_mixture(
         **_prior_truth(alphas),
         "world_w": world_weights.tolist(),
         "world_alpha": world_alphas.tolist(),
-        "world_components": world_components.tolist(),
+        "world_components": drawn_episodes.components.tolist(),
         "decay": decay,
         "temperature": temperature,
         "tau": tau,
         "other_mass": other_mass,
     }
     return _icl_log(
-        rng,
-        world_pi,
-        length,
-        lambda counts: temper(mixture_predictive(weights, alphas, counts), temperature),
-        decay=decay,
-        tau=tau,
-        other_mass=other_mass,
-        simulator="icl-mixture",
-        seed=seed,
-        truth=truth,
+        "icl-mixture", "icl-mixture", drawn_episodes, parameters, alphas.shape[1], other_mass, seed, truth,
+        inputs=inputs, components=len(alphas),
     )
+
+
+def _icl_log(
+    kind: str,
+    model: str,
+    drawn_episodes: Episodes,
+    parameters: Mapping[str, Any],
+    num_cols: int,
+    other_mass: float,
+    seed: int,
+    truth: Mapping[str, Any],
+    *,
+    inputs: Mapping[str, Any] | None = None,
+    **prepare_options: Any,
+) -> xr.Dataset:
+    arrays = {
+        "context_counts": drawn_episodes.context_counts,
+        "episode": drawn_episodes.episode,
+        "position": drawn_episodes.position,
+    }
+    skeleton = rows_log(kind, num_cols, seed=seed, **arrays)
+    drawn = draw_rows(model, skeleton, parameters, seed=seed, inputs=inputs, **prepare_options)
+    return rows_log(kind, num_cols, drawn.probs, other_mass=other_mass, seed=seed, truth=truth, **arrays)
 
 
 def simulate_embedding(
@@ -359,7 +551,7 @@ def simulate_embedding(
     counts_per_row: int = 0,
     seed: int = 0,
 ) -> xr.Dataset:
-    """Rows ``probs_r ~ Dirichlet(s * softmax(b + U V^T e_r))`` from Gaussian embeddings ``e_r``."""
+    """Rows from the ``embedding`` model, ``Dirichlet(s * softmax(b + U V^T e_r))``, on Gaussian embeddings ``e_r``."""
     rows, cols = _count(rows, "rows", minimum=1), _count(cols, "cols", minimum=2)
     embed_dim, rank = _count(embed_dim, "embed_dim", minimum=1), _count(rank, "rank", minimum=1)
     counts_per_row = _count(counts_per_row, "counts_per_row", minimum=0)
@@ -369,12 +561,20 @@ def simulate_embedding(
     V = rng.normal(0.0, 1.0 / np.sqrt(embed_dim), size=(embed_dim, rank))
     b = rng.normal(0.0, 1.0, size=cols)
     embedding = rng.normal(0.0, 1.0, size=(rows, embed_dim))
-    logits = b + embedding @ V @ U.T  # (rows, cols)
-    mean = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
-    probs = _dirichlet(rng, concentration * mean)
-    counts = rng.multinomial(counts_per_row, probs) if counts_per_row > 0 else None
+    observe = ("probs", "counts") if counts_per_row > 0 else ("probs",)
+    placeholder_counts = np.zeros((rows, cols), dtype=np.int64)
+    placeholder_counts[:, 0] = counts_per_row
+    skeleton = rows_log(
+        "embedding", cols, counts=placeholder_counts if counts_per_row > 0 else None, seed=seed, embedding=embedding
+    )
+    # the model's sites U and V are its standard-normal U_unit and V_unit scaled (non-centred)
+    parameters = {"U_unit": U * np.sqrt(rank), "V_unit": V * np.sqrt(embed_dim), "b": b, "s": concentration}
+    drawn = draw_rows(
+        "embedding", skeleton, parameters, observe=observe, seed=seed, inputs={"embedding": embedding}, rank=rank
+    )
     truth = {
         "kind": "embedding",
+        "model": "embedding",
         "seed": seed,
         "rows": rows,
         "cols": cols,
@@ -386,16 +586,7 @@ def simulate_embedding(
         "b": b.tolist(),
         "s": concentration,
     }
-    return make_log(
-        _with_other(probs),
-        _columns(cols),
-        model="simulate:embedding",
-        task={"kind": "simulate", "simulator": "embedding"},
-        counts=None if counts is None else _with_other(counts),
-        embedding=embedding,
-        seed=seed,
-        truth=json.dumps(truth),
-    )
+    return rows_log("embedding", cols, drawn.probs, counts=drawn.counts, seed=seed, truth=truth, embedding=embedding)
 
 
 def truth_of(ds: xr.Dataset) -> dict[str, Any]:
@@ -406,27 +597,28 @@ def truth_of(ds: xr.Dataset) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
-# The command line: option strings -> one simulator call
+# One entry point over the kinds, with the options of ``bayesmatrix simulate``
 # ---------------------------------------------------------------------------
 
 
 def simulate(kind: str, **options: Any) -> xr.Dataset:
-    """Run simulator ``kind`` from command-line option values (vectors as ``"a,b,c"``, matrices ``"a,b;c,d"``).
+    """Run simulator ``kind`` from typed option values; missing options take their defaults.
 
-    Option names are those of ``bayesmatrix simulate KIND --help`` with dashes
-    turned into underscores; missing options take their documented defaults.
+    The options are those of ``bayesmatrix simulate KIND`` under their Python
+    names (``counts_per_row``, ``world_alpha``, ...), vectors and tables as
+    sequences of numbers; an :class:`InputError` names the option at fault.
+
+    - matrix: ``rows``, and either ``cols`` (a uniform mean), ``alpha_mean``
+      (normalised) with ``concentration`` (default C), or ``alphas`` (K, C)
+      with ``weights`` (default uniform; checked against ``components``);
+      ``counts_per_row``, ``probs`` (False stores ``counts / N``).
+    - icl: ``episodes``, ``length``, ``alpha``, ``world_alpha`` and the updater's options.
+    - icl-mixture: ``episodes``, ``length``, ``alphas``, ``weights``, ``components``,
+      ``world_weights``, ``world_alphas`` and the updater's options.
+    - the updater's options: ``decay``, ``temperature``, ``tau``, ``other_mass``.
+    - embedding: ``rows``, ``cols``, ``embed_dim``, ``rank``, ``concentration``, ``counts_per_row``.
+    - every kind: ``seed``.
     """
-    try:
-        return _simulate(kind, options)
-    except InputError as error:
-        # The simulators name their parameters; on the command line, name the option.
-        if error.field is None or error.field.startswith("-") or error.field == "KIND":
-            raise
-        option = "--" + error.field.replace("_", "-")
-        raise InputError(error.reason, field=option, row=error.row) from None
-
-
-def _simulate(kind: str, options: dict[str, Any]) -> xr.Dataset:
     get = options.get
     seed = get("seed", 0)
     if kind == "matrix":
@@ -440,34 +632,27 @@ def _simulate(kind: str, options: dict[str, Any]) -> xr.Dataset:
             seed=seed,
         )
     updater = {
-        "decay": _option_float(get("decay"), "--decay", 1.0),
-        "temperature": _option_float(get("temperature"), "--temperature", 1.0),
-        "tau": _option_float(get("tau"), "--tau", 200.0),
-        "other_mass": _option_float(get("other_mass"), "--other-mass", 0.0),
-        "seed": seed,
+        name: _option_float(get(name), name, default)
+        for name, default in (("decay", 1.0), ("temperature", 1.0), ("tau", 200.0), ("other_mass", 0.0))
     }
     if kind == "icl":
-        alpha = parse_vector(_required(get("alpha"), "--alpha"), "--alpha")
-        world_alpha = None if get("world_alpha") is None else parse_vector(get("world_alpha"), "--world-alpha")
-        return simulate_icl(get("episodes"), get("length"), alpha, world_alpha=world_alpha, **updater)
+        return simulate_icl(
+            get("episodes"), get("length"), _required(get("alpha"), "alpha"), world_alpha=get("world_alpha"),
+            seed=seed, **updater,
+        )
     if kind == "icl-mixture":
-        alphas = parse_matrix(_required(get("alphas"), "--alphas"), "--alphas")
-        weights = _mixture_weights(get("weights"), "--weights", len(alphas))
+        alphas = _positive_matrix(_required(get("alphas"), "alphas"), "alphas")
         _check_components(get("components"), len(alphas))
-        world_alphas = None if get("world_alphas") is None else parse_matrix(get("world_alphas"), "--world-alphas")
-        world_weights = None
+        weights = _uniform_default(get("weights"), "weights", len(alphas))
+        world_alphas, world_weights = get("world_alphas"), get("world_weights")
         if world_alphas is not None:
-            world_weights = _mixture_weights(get("world_weights"), "--world-weights", len(world_alphas))
-        elif get("world_weights") is not None:
-            raise InputError("needs --world-alphas", field="--world-weights")
+            world_alphas = _positive_matrix(world_alphas, "world_alphas")
+            world_weights = _uniform_default(world_weights, "world_weights", len(world_alphas))
+        elif world_weights is not None:
+            raise InputError("are given without the world's per-component alphas", field="world_weights")
         return simulate_icl_mixture(
-            get("episodes"),
-            get("length"),
-            weights,
-            alphas,
-            world_weights=world_weights,
-            world_alphas=world_alphas,
-            **updater,
+            get("episodes"), get("length"), weights, alphas, world_weights=world_weights, world_alphas=world_alphas,
+            seed=seed, **updater,
         )
     if kind == "embedding":
         return simulate_embedding(
@@ -475,92 +660,16 @@ def _simulate(kind: str, options: dict[str, Any]) -> xr.Dataset:
             get("cols"),
             get("embed_dim"),
             get("rank"),
-            concentration=_option_float(get("concentration"), "--concentration", 50.0),
+            concentration=_option_float(get("concentration"), "concentration", 50.0),
             counts_per_row=get("counts_per_row", 0) or 0,
             seed=seed,
         )
-    raise InputError(f"unknown simulator {kind!r}; choose one of {', '.join(KINDS)}", field="KIND")
-
-
-def parse_vector(text: str, option: str) -> np.ndarray:
-    """``"1,2.5,3"`` -> float64 array; a bad number is an :class:`InputError` naming ``option``."""
-    parts = [part.strip() for part in str(text).split(",")]
-    try:
-        values = np.array([float(part) for part in parts], dtype=np.float64)
-    except ValueError:
-        raise InputError(f"{text!r} is not a comma-separated list of numbers", field=option) from None
-    if not np.all(np.isfinite(values)):
-        raise InputError(f"{text!r} holds a value that is not finite", field=option)
-    return values
-
-
-def parse_matrix(text: str, option: str) -> np.ndarray:
-    """``"a,b,c;d,e,f"`` -> float64 array (rows separated by ';'), all rows the same length."""
-    rows = [parse_vector(part, option) for part in str(text).split(";")]
-    if len({len(row) for row in rows}) != 1:
-        lengths = ", ".join(str(len(row)) for row in rows)
-        raise InputError(f"rows have different lengths ({lengths}); each component needs one value per column", field=option)
-    return np.stack(rows)
+    raise InputError(f"unknown simulator {kind!r}; choose one of {', '.join(KINDS)}", field="kind")
 
 
 # ---------------------------------------------------------------------------
-# Internals
+# Checks
 # ---------------------------------------------------------------------------
-
-
-def _icl_log(
-    rng: np.random.Generator,
-    world_pi: np.ndarray,
-    length: int,
-    predictive: Callable[[np.ndarray], np.ndarray],
-    *,
-    decay: float,
-    tau: float,
-    other_mass: float,
-    simulator: str,
-    seed: int,
-    truth: dict[str, Any],
-) -> xr.Dataset:
-    episodes, C = world_pi.shape
-    observations = _categorical(rng, np.repeat(world_pi, length, axis=0)).reshape(episodes, length)
-    raw_counts = weighted_counts(observations, C, 1.0)  # (episodes, length + 1, C)
-    updater = predictive(weighted_counts(observations, C, decay))  # (episodes, length + 1, C)
-    reported = _dirichlet(rng, tau * updater)
-    rows = episodes * (length + 1)
-    probs = np.concatenate([(1.0 - other_mass) * reported, np.full(reported.shape[:-1] + (1,), other_mass)], axis=-1)
-    context_counts = _with_other(np.rint(raw_counts).astype(np.int64))
-    return make_log(
-        probs.reshape(rows, C + 1),
-        _columns(C),
-        model=f"simulate:{simulator}",
-        task={"kind": "simulate", "simulator": simulator},
-        context_counts=context_counts.reshape(rows, C + 1),
-        episode=np.repeat(np.arange(episodes), length + 1),
-        position=np.tile(np.arange(length + 1), episodes),
-        seed=seed,
-        truth=json.dumps(truth),
-    )
-
-
-def _dirichlet(rng: np.random.Generator, concentration: np.ndarray) -> np.ndarray:
-    """Dirichlet draws over the last axis via floored float64 Gamma draws (see the module docstring)."""
-    gammas = np.maximum(rng.standard_gamma(np.asarray(concentration, dtype=np.float64)), GAMMA_FLOOR)
-    return gammas / gammas.sum(axis=-1, keepdims=True)
-
-
-def _categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
-    """One category index per row of ``probs`` (rows, C), by inverting the CDF."""
-    cdf = np.cumsum(probs, axis=-1)
-    uniform = rng.random(probs.shape[0]) * cdf[:, -1]
-    return np.minimum((uniform[:, None] >= cdf).sum(axis=-1), probs.shape[-1] - 1)
-
-
-def _with_other(values: np.ndarray) -> np.ndarray:
-    return np.concatenate([values, np.zeros(values.shape[:-1] + (1,), dtype=values.dtype)], axis=-1)
-
-
-def _columns(C: int) -> list[str]:
-    return [f"c{c}" for c in range(C)] + [OTHER]
 
 
 def _prior_truth(alpha: np.ndarray) -> dict[str, Any]:
@@ -569,47 +678,46 @@ def _prior_truth(alpha: np.ndarray) -> dict[str, Any]:
     return {"alpha": alpha.tolist(), "m": mean.tolist(), "s": strength.tolist()}
 
 
-def _matrix_prior(options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
-    """``--alpha-mean``/``--concentration``/``--cols`` or ``--alphas``/``--weights`` -> (alpha, weights)."""
+def _matrix_prior(options: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``cols`` / ``alpha_mean`` / ``concentration`` or ``alphas`` / ``weights`` -> (alpha, weights)."""
     get = options.get
     cols = get("cols")
     if get("alphas") is not None:
         for option in ("alpha_mean", "concentration"):
             if get(option) is not None:
-                flag = "--" + option.replace("_", "-")
-                raise InputError("a mixture takes --alphas (one row per component), not " + flag, field=flag)
-        alphas = _positive_matrix(parse_matrix(get("alphas"), "--alphas"), "--alphas")
+                raise InputError("does not go with a mixture, whose alphas are given per component", field=option)
+        alphas = _positive_matrix(get("alphas"), "alphas")
         _check_components(get("components"), len(alphas))
         if cols is not None and cols != alphas.shape[1]:
-            raise InputError(f"gives {alphas.shape[1]} columns but --cols is {cols}", field="--alphas")
-        return alphas, _mixture_weights(get("weights"), "--weights", len(alphas))
+            raise InputError(f"give {alphas.shape[1]} columns but cols is {cols}", field="alphas")
+        return alphas, _uniform_default(get("weights"), "weights", len(alphas))
     for option in ("weights", "components"):
         if get(option) is not None:
-            raise InputError("needs --alphas (one row of alphas per component)", field="--" + option)
+            raise InputError("needs a mixture: per-component alphas, one row per component", field=option)
     if get("alpha_mean") is not None:
-        mean = _positive_vector(parse_vector(get("alpha_mean"), "--alpha-mean"), "--alpha-mean")
+        mean = _positive_vector(get("alpha_mean"), "alpha_mean")
         if cols is not None and cols != len(mean):
-            raise InputError(f"has {len(mean)} values but --cols is {cols}", field="--alpha-mean")
+            raise InputError(f"has {len(mean)} values but cols is {cols}", field="alpha_mean")
         mean = mean / mean.sum()
     elif cols is None:
-        raise InputError("give --cols (uniform mean), --alpha-mean or --alphas", field="--cols")
+        raise InputError("give the number of columns, a mean for alpha, or per-component alphas", field="cols")
     else:
-        _count(cols, "--cols", minimum=2)
+        _count(cols, "cols", minimum=2)
         mean = np.full(cols, 1.0 / cols)
-    concentration = _option_float(get("concentration"), "--concentration", float(len(mean)))
-    return _positive_scalar(concentration, "--concentration") * mean, None
+    concentration = _option_float(get("concentration"), "concentration", float(len(mean)))
+    return _positive_scalar(concentration, "concentration") * mean, None
 
 
-def _mixture_weights(text: str | None, option: str, components: int) -> np.ndarray:
-    """Weights from an option string (normalised to sum 1); uniform when not given."""
-    if text is None:
+def _uniform_default(values: Any, field: str, components: int) -> np.ndarray:
+    """Weights normalised to sum 1; uniform when not given."""
+    if values is None:
         return np.full(components, 1.0 / components)
-    return _weights(parse_vector(text, option), option, components)
+    return _weights(values, field, components)
 
 
 def _check_components(components: int | None, found: int) -> None:
     if components is not None and components != found:
-        raise InputError(f"is {components} but --alphas gives {found} components", field="--components")
+        raise InputError(f"is {components} but the alphas give {found} components", field="components")
 
 
 def _check_updater(decay: float, temperature: float, tau: float, other_mass: float) -> None:
@@ -628,8 +736,15 @@ def _weights(values: Any, field: str, components: int) -> np.ndarray:
     return weights / weights.sum()
 
 
+def _numbers(values: Any, field: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"must be numbers, got {values!r}", field=field) from None
+
+
 def _positive_vector(values: Any, field: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
+    array = _numbers(values, field)
     if array.ndim != 1 or array.size == 0:
         raise InputError(f"must be a non-empty list of numbers, got shape {array.shape}", field=field)
     _check_positive(array, field)
@@ -637,7 +752,7 @@ def _positive_vector(values: Any, field: str) -> np.ndarray:
 
 
 def _positive_matrix(values: Any, field: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
+    array = _numbers(values, field)
     if array.ndim != 2 or array.size == 0:
         raise InputError(f"must be a (components, columns) table of numbers, got shape {array.shape}", field=field)
     _check_positive(array, field)
@@ -651,7 +766,7 @@ def _check_positive(array: np.ndarray, field: str) -> None:
 
 
 def _positive_scalar(value: Any, field: str) -> float:
-    value = float(value)
+    value = _option_float(value, field, None)
     if not (np.isfinite(value) and value > 0):
         raise InputError(f"must be finite and > 0, got {value}", field=field)
     return value
@@ -664,16 +779,18 @@ def _count(value: Any, field: str, *, minimum: int) -> int:
     return int(value)
 
 
-def _option_float(text: Any, option: str, default: float) -> float:
-    if text is None:
+def _option_float(value: Any, field: str, default: float | None) -> float:
+    if value is None:
+        if default is None:
+            raise InputError("is required", field=field)
         return default
     try:
-        return float(text)
-    except ValueError:
-        raise InputError(f"{text!r} is not a number", field=option) from None
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{value!r} is not a number", field=field) from None
 
 
-def _required(value: Any, option: str) -> Any:
+def _required(value: Any, field: str) -> Any:
     if value is None:
-        raise InputError("is required", field=option)
+        raise InputError("is required", field=field)
     return value

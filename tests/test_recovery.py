@@ -1,6 +1,6 @@
 """Recovery and model choice on simulated ICL logs (3 categories, 150 episodes of length 16).
 
-The truth is known (data.simulate stores it), so the checks are: the true
+The truth is known (bayesmatrix.inference.simulate stores it), so the checks are: the true
 alpha, decay and temperature lie inside NUTS's 94% intervals with clean
 diagnostics; SVI agrees with NUTS; and PSIS-LOO picks the exact Bayesian
 updater on an exact-Bayes log and the generalised updater on a log with
@@ -13,7 +13,7 @@ import pytest
 
 from bayesmatrix.analysis.compare import compare_datatrees
 from bayesmatrix.analysis.diagnostics import diagnose_datatree
-from bayesmatrix.data.simulate import simulate_icl, truth_of
+from bayesmatrix.inference.simulate import simulate_icl, truth_of
 from bayesmatrix.inference.nuts import nuts
 from bayesmatrix.inference.prepare import prepare
 from bayesmatrix.inference.svi import svi

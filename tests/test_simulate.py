@@ -1,24 +1,23 @@
-"""Simulators: their generative stories against closed forms, brute-force integrals and Monte Carlo error."""
+"""Simulators: the rows the models draw against closed forms written out here, and Monte Carlo error.
+
+The closed forms themselves are tested in tests/test_closed_forms_agree.py.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import xarray as xr
-from scipy import integrate, stats
 
 from bayesmatrix.cli import main
 from bayesmatrix.data.llmlog import OTHER, read_log, write_log
-from bayesmatrix.data.simulate import (
-    mixture_posterior_weights,
-    mixture_predictive,
+from bayesmatrix.data.closed_forms import dirichlet_predictive, mixture_predictive, tempered, weighted_counts
+from bayesmatrix.inference.simulate import (
     simulate_embedding,
     simulate_icl,
     simulate_icl_mixture,
     simulate_matrix,
     truth_of,
-    updater_predictive,
-    weighted_counts,
 )
 
 Z = 5.0  # z-score bound for single Monte Carlo comparisons (two-sided p ~ 6e-7)
@@ -36,49 +35,6 @@ def observations_from(ds: xr.Dataset) -> np.ndarray:
     steps = np.diff(counts, axis=1)  # (episodes, K, C)
     assert np.all(steps.sum(axis=-1) == 1) and np.all((steps == 0) | (steps == 1))
     return steps.argmax(axis=-1)
-
-
-# --- closed forms -----------------------------------------------------------
-
-
-def test_weighted_counts_by_hand():
-    counts = weighted_counts(np.array([0, 1, 0]), 2, decay=0.5)
-    np.testing.assert_array_equal(counts, [[0, 0], [1, 0], [0.5, 1], [1.25, 0.5]])
-    np.testing.assert_array_equal(weighted_counts(np.array([[2, 2]]), 3)[0, -1], [0, 0, 2])
-
-
-def test_updater_predictive_is_the_dirichlet_posterior_mean_and_tempers():
-    alpha = np.array([0.5, 1.0, 2.5])
-    counts = np.array([3.0, 0.0, 1.0])
-    np.testing.assert_allclose(updater_predictive(alpha, counts), (alpha + counts) / 8.0, rtol=1e-14)
-    hot = updater_predictive(alpha, counts, temperature=2.0)
-    expected = np.sqrt((alpha + counts) / 8.0)
-    np.testing.assert_allclose(hot, expected / expected.sum(), rtol=1e-14)
-
-
-@pytest.mark.parametrize("counts", [(0.0, 0.0), (3.0, 1.0), (1.75, 0.5), (12.0, 0.0)])
-def test_mixture_predictive_matches_numerical_integration_for_two_categories(counts):
-    weights = np.array([0.3, 0.7])
-    alphas = np.array([[4.0, 1.0], [0.7, 2.5]])
-    n0, n1 = counts
-
-    def posterior(theta):  # unnormalised: sum_j w_j Beta(theta; alpha_j) theta^n0 (1 - theta)^n1
-        prior = sum(w * stats.beta.pdf(theta, a, b) for w, (a, b) in zip(weights, alphas))
-        return prior * theta**n0 * (1.0 - theta) ** n1
-
-    evidence = integrate.quad(posterior, 0, 1, epsabs=0, epsrel=1e-12, limit=200)[0]
-    first = integrate.quad(lambda t: t * posterior(t), 0, 1, epsabs=0, epsrel=1e-12, limit=200)[0]
-    predictive = mixture_predictive(weights, alphas, np.array(counts))
-    np.testing.assert_allclose(predictive, [first / evidence, 1 - first / evidence], rtol=1e-8)
-
-
-def test_mixture_predictive_with_one_component_is_the_updater():
-    alpha = np.array([[1.5, 0.5, 2.0]])
-    counts = weighted_counts(np.array([[0, 2, 2, 1]]), 3, decay=0.8)
-    np.testing.assert_allclose(
-        mixture_predictive([1.0], alpha, counts), updater_predictive(alpha[0], counts), rtol=1e-14
-    )
-    np.testing.assert_allclose(mixture_posterior_weights([1.0], alpha, counts), 1.0)
 
 
 # --- icl ---------------------------------------------------------------------
@@ -105,13 +61,13 @@ def test_decayed_tempered_rows_rebuild_from_consecutive_context_counts():
     decay, temperature, tau, other = 0.6, 0.7, 5000.0, 0.2
     ds = simulate_icl(20, 6, alpha, decay=decay, temperature=temperature, tau=tau, other_mass=other, seed=11)
     observations = observations_from(ds)  # (20, 6)
-    predictive = updater_predictive(alpha, weighted_counts(observations, 3, decay), temperature).reshape(-1, 3)
+    predictive = tempered(dirichlet_predictive(alpha, weighted_counts(observations, 3, decay)), temperature).reshape(-1, 3)
     np.testing.assert_allclose(ds["probs"].values[:, -1], other)
     z = dirichlet_z(ds["probs"].values[:, :-1] / (1 - other), predictive, tau)
     assert np.abs(z).max() < Z + 0.5
     assert abs(z.mean()) < 4.0 / np.sqrt(z.size)
     # the undecayed predictive explains these rows far worse: the decay is in the data
-    undecayed = updater_predictive(alpha, weighted_counts(observations, 3, 1.0), temperature).reshape(-1, 3)
+    undecayed = tempered(dirichlet_predictive(alpha, weighted_counts(observations, 3, 1.0)), temperature).reshape(-1, 3)
     assert np.abs(dirichlet_z(ds["probs"].values[:, :-1] / (1 - other), undecayed, tau)).max() > 3 * Z
 
 

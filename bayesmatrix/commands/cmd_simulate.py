@@ -6,10 +6,16 @@ import argparse
 
 DESCRIPTION = """\
 Draw a synthetic LLM log from known parameters; the parameters are stored as
-JSON in the log's 'truth' attribute. Vectors are comma-separated ("1,2,3"),
-per-component tables separate components with ';' ("1,2,3;4,5,6"). The
-generative stories are in the docstring of data/simulate.py and in README.md.
+JSON in the log's 'truth' attribute. The rows are drawn by the registered
+NumPyro models themselves at those parameters. Vectors are comma-separated
+("1,2,3"), per-component tables separate components with ';' ("1,2,3;4,5,6").
+The generative stories are in README.md ("Simulate") and in the docstring of
+bayesmatrix.inference.simulate.
 """
+
+# Options holding a vector ("1,2,3") or a per-component table ("1,2;3,4"), by dest.
+VECTORS = ("alpha_mean", "weights", "alpha", "world_alpha", "world_weights")
+TABLES = ("alphas", "world_alphas")
 
 
 def register(subparsers) -> None:
@@ -78,10 +84,35 @@ def _updater_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--other-mass", type=float, default=0.0, help="mass on <other>, in [0, 1) (default 0)")
 
 
+def parse_table(text: str, field: str) -> tuple[tuple[float, ...], ...]:
+    """``"a,b,c;d,e,f"`` -> one tuple per component (rows separated by ';'), all of one length."""
+    from bayesmatrix.commands.parsing import parse_floats
+    from bayesmatrix.data.errors import InputError
+
+    rows = tuple(parse_floats(part, field) for part in text.split(";"))
+    if len({len(row) for row in rows}) != 1:
+        lengths = ", ".join(str(len(row)) for row in rows)
+        raise InputError(f"rows have different lengths ({lengths}); each component needs one value per column", field=field)
+    return rows
+
+
+def typed_options(args: argparse.Namespace) -> dict:
+    """The subcommand's options as the typed values :func:`bayesmatrix.inference.simulate.simulate` takes."""
+    from bayesmatrix.commands.parsing import parse_floats
+
+    options = {key: value for key, value in vars(args).items()
+               if key not in ("command", "kind", "run", "out") and not key.startswith("_")}
+    for name, value in options.items():
+        if value is not None and name in VECTORS:
+            options[name] = parse_floats(value, name)
+        elif value is not None and name in TABLES:
+            options[name] = parse_table(value, name)
+    return options
+
+
 def _run(args: argparse.Namespace) -> int:
     from bayesmatrix.data.llmlog import write_log
-    from bayesmatrix.data.simulate import simulate
+    from bayesmatrix.inference.simulate import simulate
 
-    options = {key: value for key, value in vars(args).items() if key not in ("command", "kind", "run", "out")}
-    write_log(simulate(args.kind, **options), args.out)
+    write_log(simulate(args.kind, **typed_options(args)), args.out)
     return 0

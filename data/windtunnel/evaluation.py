@@ -24,7 +24,8 @@ import numpy as np
 
 from bayesmatrix.data.atomic import write_text_atomic
 from bayesmatrix.data.errors import InputError
-from bayesmatrix.data.windtunnel.worlds import HELD_OUT_SEED, held_out_rng, kl_bits
+from bayesmatrix.data.closed_forms import kl_bits
+from bayesmatrix.data.windtunnel.worlds import HELD_OUT_SEED, held_out_rng
 
 
 class Evaluation(NamedTuple):

@@ -19,8 +19,9 @@ after ``k`` tokens with category counts ``n`` is exact:
 Positions are 1-based and name the token being predicted: the predictive at
 position ``k`` is the distribution of ``y_k`` given ``y_1 .. y_(k-1)``.
 
-The closed form is ``data.simulate.mixture_predictive``. This module does not
-import torch, so analysis code can score predictives without it.
+The closed form is :func:`bayesmatrix.data.closed_forms.mixture_predictive`, the
+NumPy twin of the models' own (a test checks that they agree). This module does
+not import torch, so analysis code can score predictives without it.
 
 References: Agarwal, Dalal & Misra (2025), "The Bayesian geometry of transformer
 attention" (wind tunnels); Dalal & Hall (1983), J. R. Stat. Soc. B 45, 278-286
@@ -34,7 +35,8 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 from bayesmatrix.data.errors import InputError
-from bayesmatrix.data.simulate import mixture_predictive
+from bayesmatrix.data.closed_forms import categorical, mixture_predictive
+from bayesmatrix.data.closed_forms import kl_bits  # noqa: F401 - scoring code reads it from here too
 
 BOS = "<bos>"
 PAD = "<pad>"
@@ -97,12 +99,7 @@ class World:
         for j, alpha in enumerate(self.alphas):
             chosen = component == j
             pi[chosen] = rng.dirichlet(np.asarray(alpha), size=int(chosen.sum()))
-        # Inverse-CDF sampling of every token at once; the clip guards against
-        # a cumulative sum that rounds to just below 1.
-        cumulative = np.cumsum(pi, axis=1)
-        uniforms = rng.random((num_sequences, length))
-        tokens = (uniforms[:, :, None] > cumulative[:, None, :]).sum(axis=2)
-        tokens = np.minimum(tokens, self.num_categories - 1)
+        tokens = categorical(rng, pi, length)  # (num_sequences, length), every token at once
         return Sequences(tokens=tokens, pi=pi, component=component)
 
     def predictive(self, tokens: np.ndarray) -> np.ndarray:
@@ -173,14 +170,6 @@ def context_counts(tokens: np.ndarray, num_categories: int) -> np.ndarray:
     onehot = np.eye(num_categories, dtype=np.int64)[tokens]  # (sequences, L, categories)
     counts = np.cumsum(onehot, axis=1) - onehot
     return counts
-
-
-def kl_bits(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """KL(p || q) in bits over the last axis; terms with p = 0 contribute 0."""
-    p = np.asarray(p, dtype=float)
-    q = np.asarray(q, dtype=float)
-    ratio = np.where(p > 0, np.log2(np.where(p > 0, p, 1.0)) - np.log2(np.where(p > 0, q, 1.0)), 0.0)
-    return np.sum(p * ratio, axis=-1)
 
 
 def held_out_rng(seed: int = HELD_OUT_SEED) -> np.random.Generator:
