@@ -75,6 +75,7 @@ def test_no_bare_layer_names(layer):
 
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+ARGPARSE = re.compile(r"\bimport argparse\b|\bargparse\.")  # the corpus names the module as a docstring source
 
 
 @pytest.mark.parametrize("layer", LAYERS)
@@ -84,7 +85,7 @@ def test_library_speaks_no_flags(layer):
     for path in library_files(layer):
         text = path.read_text()
         for number, line in enumerate(text.splitlines(), 1):
-            if FLAG.search(line) or "argparse" in line:
+            if FLAG.search(line) or ARGPARSE.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert found == []
 
