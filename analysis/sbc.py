@@ -10,6 +10,13 @@ nearly independent draws and record, for every scalar parameter, how many of
 them fall below the true value (a rank in 0..L). Over many replications each
 rank is uniform on 0..L; :func:`uniformity_pvalue` tests that with a
 chi-square test on binned ranks.
+
+:func:`sbc` takes any NumPyro model and draws its data sets from the prior
+predictive directly. :func:`sbc_model` checks a registered model on the path
+a user's data takes: each replication's parameters are drawn from the model's
+prior, its log is simulated from them as ``bayesmatrix simulate`` does
+(:func:`bayesmatrix.inference.simulate.draw_rows`: the model run forward on
+a skeleton log's inputs), and the log is prepared as ``fit`` prepares it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
+import xarray as xr
 from scipy import stats
 
 
@@ -53,16 +61,44 @@ def sbc(
     """
     import jax
     from numpyro.infer import Predictive
+
+    key_prior, key_fits = jax.random.split(jax.random.PRNGKey(seed))
+    truths = Predictive(model, num_samples=num_replications)(key_prior, **model_kwargs)
+    return fit_ranks(
+        model, model_kwargs, observed, truths[observed], {name: truths[name] for name in params},
+        num_warmup=num_warmup, num_draws=num_draws, thin=thin, target_accept_prob=target_accept_prob, key=key_fits,
+    )
+
+
+def fit_ranks(
+    model: Callable,
+    model_kwargs: Mapping[str, Any],
+    observed: str,
+    data,
+    truths: Mapping[str, Any],
+    *,
+    num_warmup: int = 300,
+    num_draws: int = 99,
+    thin: int = 3,
+    target_accept_prob: float = 0.8,
+    key=None,
+) -> SbcResult:
+    """Fit ``model`` to each data set ``data[i]`` (the ``observed`` argument) and rank ``truths[name][i]``.
+
+    ``data`` and every ``truths`` value have a leading axis of replications.
+    """
+    import jax
     from numpyro.infer.hmc import hmc
     from numpyro.infer.util import initialize_model
 
-    key_prior, key_init, key_fits = jax.random.split(jax.random.PRNGKey(seed), 3)
-    truths = Predictive(model, num_samples=num_replications)(key_prior, **model_kwargs)
+    key = jax.random.PRNGKey(0) if key is None else key
+    key_init, key_fits = jax.random.split(key)
+    num_replications = len(data)
 
     def data_kwargs(data):
         return {**model_kwargs, observed: data}
 
-    info = initialize_model(key_init, model, model_kwargs=data_kwargs(truths[observed][0]), dynamic_args=True)
+    info = initialize_model(key_init, model, model_kwargs=data_kwargs(data[0]), dynamic_args=True)
     init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
     start_z = info.param_info.z
     num_steps = num_warmup + num_draws * thin
@@ -83,9 +119,9 @@ def sbc(
         return constrained, diverging[num_warmup:].sum()
 
     keys = jax.random.split(key_fits, num_replications)
-    draws, divergences = jax.jit(lambda k, d: jax.lax.map(lambda a: fit_one(*a), (k, d)))(keys, truths[observed])
+    draws, divergences = jax.jit(lambda k, d: jax.lax.map(lambda a: fit_one(*a), (k, d)))(keys, data)
     ranks = {}
-    for name in params:
+    for name in truths:
         truth = np.asarray(truths[name])  # (replications, *shape)
         ranks[name] = np.sum(np.asarray(draws[name]) < truth[:, None, ...], axis=1)
     return SbcResult(ranks=ranks, num_draws=num_draws, num_divergences=int(np.asarray(divergences).sum()))
@@ -105,77 +141,99 @@ def uniformity_pvalue(ranks: np.ndarray, num_draws: int, bins: int = 10) -> np.n
     return np.asarray(pvalues).reshape(ranks.shape[1:])
 
 
-def icl_context_counts(episodes: int, length: int, categories: int, seed: int = 0) -> np.ndarray:
-    """Context counts of ``episodes`` random episodes, positions 0..length-1, as an ICL log holds them."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for _ in range(episodes):
-        counts = np.zeros(categories, dtype=np.int64)
-        for _ in range(length):
-            rows.append(counts.copy())
-            counts[rng.integers(categories)] += 1
-    return np.asarray(rows)
+class SbcSetup(NamedTuple):
+    """A registered model and the skeleton log its calibration is checked on."""
+
+    model: str
+    """The name in :data:`bayesmatrix.models.MODELS`."""
+    skeleton: xr.Dataset
+    """The log whose inputs every replication shares (episodes, counts per row); its rows are simulated."""
+    observe: tuple[str, ...]
+    """The observed site (one)."""
+    params: tuple[str, ...]
+    """The parameters whose ranks are tested."""
 
 
-def setups(epsilon: float) -> dict[str, tuple[Callable, dict, str, list[str]]]:
-    """The SBC set-ups run by ``python -m analysis.sbc``: model, its keyword data, observed site, parameters."""
-    import jax.numpy as jnp
+def setups() -> dict[str, SbcSetup]:
+    """The set-ups of ``bayesmatrix sbc``: ``matrix`` (20 rows of 10 sampled tokens, counts observed)
+    and ``icl`` (6 episodes of 8 observations from a Dirichlet(1, 1, 1) world, probs observed)."""
+    from bayesmatrix.inference.simulate import draw_episodes, rows_log
 
+    counts = np.zeros((20, 3), dtype=np.int64)
+    counts[:, 0] = 10  # only the totals matter: 10 tokens per row
+    episodes = draw_episodes(np.random.default_rng(0), 6, 8, [1.0], np.ones((1, 3)))
+    icl_skeleton = rows_log(
+        "icl", 3, context_counts=episodes.context_counts, episode=episodes.episode, position=episodes.position
+    )
+    return {
+        "matrix": SbcSetup("matrix", rows_log("matrix", 3, counts=counts), ("counts",), ("m", "s")),
+        "icl": SbcSetup("icl", icl_skeleton, ("probs",), ("m", "s", "tau")),
+    }
+
+
+def sbc_model(
+    name: str,
+    *,
+    num_replications: int = 100,
+    num_warmup: int = 300,
+    num_draws: int = 99,
+    thin: int = 3,
+    epsilon: float = 1e-6,
+    seed: int = 0,
+) -> SbcResult:
+    """SBC of the set-up ``name`` of :func:`setups` on logs simulated by the model itself.
+
+    Per replication: parameters from the prior
+    (:func:`bayesmatrix.inference.simulate.prior_parameters`), the rows drawn
+    by the model with them substituted (:func:`~bayesmatrix.inference.simulate.draw_rows`),
+    written into the skeleton log and read back by
+    :func:`bayesmatrix.inference.prepare.prepare`, as ``fit`` would. ``epsilon``
+    is the model's clip of observed probabilities.
+    """
+    import jax
+
+    from bayesmatrix.data.errors import InputError
+    from bayesmatrix.inference.prepare import prepare
+    from bayesmatrix.inference.simulate import draw_rows, model_inputs, prior_parameters, rows_log
     from bayesmatrix.models import MODELS
 
-    return {
-        "matrix": (
-            MODELS["matrix"].function,
-            {"num_rows": 20, "num_cols": 3, "total_count": jnp.full(20, 10), "observe": ("counts",)},
-            "counts",
-            ["m", "s"],
-        ),
-        "icl": (
-            MODELS["icl"].function,
-            {"context_counts": jnp.asarray(icl_context_counts(6, 9, 3)), "epsilon": epsilon},
-            "probs",
-            ["m", "s", "tau"],
-        ),
-    }
-
-
-def main(argv=None) -> int:
-    """Run SBC for one model and print one JSON object of p-values (per parameter component)."""
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(prog="python -m analysis.sbc", description=main.__doc__)
-    parser.add_argument("model", choices=("matrix", "icl"))
-    parser.add_argument("--replications", type=int, default=100)
-    parser.add_argument("--num-warmup", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--epsilon",
-        type=float,
-        default=1e-300,
-        help="clip of the observed probabilities; the models' default 1e-6 changes data drawn from "
-        "extreme priors, so calibration of the inference itself is checked with a negligible clip",
+    available = setups()
+    if name not in available:
+        raise InputError(f"no SBC set-up for {name!r}; choose one of {', '.join(available)}", field="model")
+    setup = available[name]
+    (observed,) = setup.observe
+    key_prior, key_data, key_fits = jax.random.split(jax.random.PRNGKey(seed), 3)
+    options = {"observe": setup.observe, "inputs": {"epsilon": epsilon}}
+    truths = prior_parameters(setup.model, setup.skeleton, num_replications, seed=key_prior, **options)
+    drawn = draw_rows(setup.model, setup.skeleton, truths, seed=key_data, batched=True, **options)
+    skeleton = setup.skeleton
+    num_cols = skeleton.sizes["col"] - 1
+    inputs = {name: skeleton[name].values[:, :-1] if name == "context_counts" else skeleton[name].values
+              for name in ("context_counts", "episode", "position", "embedding") if name in skeleton}
+    data = []
+    for replication in range(num_replications):
+        log = rows_log(
+            setup.model,
+            num_cols,
+            None if drawn.probs is None else drawn.probs[replication],
+            counts=None if drawn.counts is None else drawn.counts[replication],
+            **inputs,
+        )
+        data.append(prepare(log, setup.model, observe=setup.observe).kwargs[observed])
+    kwargs = model_inputs(setup.model, skeleton, **options)
+    return fit_ranks(
+        MODELS[setup.model].function, kwargs, observed, np.stack(data), {p: truths[p] for p in setup.params},
+        num_warmup=num_warmup, num_draws=num_draws, thin=thin, key=key_fits,
     )
-    parser.add_argument("--x64", action="store_true", help="float64, so a negligible clip does not underflow")
-    args = parser.parse_args(argv)
-    if args.x64:
-        import numpyro
 
-        numpyro.enable_x64()
-    model, kwargs, observed, params = setups(args.epsilon)[args.model]
-    result = sbc(model, kwargs, observed, params, num_replications=args.replications,
-                 num_warmup=args.num_warmup, seed=args.seed)
-    report = {
-        "model": args.model,
-        "replications": args.replications,
+
+def report(name: str, result: SbcResult, num_replications: int) -> dict:
+    """The JSON-ready summary ``bayesmatrix sbc`` prints: p-values per parameter component."""
+    return {
+        "model": name,
+        "replications": num_replications,
         "num_draws": result.num_draws,
         "divergences": result.num_divergences,
-        "pvalues": {name: np.atleast_1d(uniformity_pvalue(ranks, result.num_draws)).tolist()
-                    for name, ranks in result.ranks.items()},
+        "pvalues": {param: np.atleast_1d(uniformity_pvalue(ranks, result.num_draws)).tolist()
+                    for param, ranks in result.ranks.items()},
     }
-    print(json.dumps(report))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

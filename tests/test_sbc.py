@@ -1,4 +1,5 @@
-"""Simulation-based calibration: the rank machinery on a conjugate model, then the matrix and icl models."""
+"""Simulation-based calibration: the rank machinery on a conjugate model, then the matrix and icl models
+on logs the models simulate themselves (``bayesmatrix sbc``)."""
 
 import json
 import subprocess
@@ -9,7 +10,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 
-from bayesmatrix.analysis.sbc import icl_context_counts, sbc, uniformity_pvalue
+from bayesmatrix.analysis.sbc import sbc, setups, uniformity_pvalue
 
 # Each SBC run yields several p-values; with fixed seeds the outcome is deterministic, and a
 # threshold of 1e-3 per p-value keeps the family-wise false alarm rate near 1%.
@@ -31,9 +32,11 @@ def test_uniformity_pvalue_tells_uniform_from_skewed():
 
 
 def test_context_counts_are_episodes():
-    counts = icl_context_counts(episodes=2, length=4, categories=3)
-    assert counts.shape == (8, 3)
-    np.testing.assert_array_equal(counts.sum(axis=1), [0, 1, 2, 3, 0, 1, 2, 3])
+    skeleton = setups()["icl"].skeleton
+    counts = skeleton["context_counts"].values
+    assert counts.shape == (6 * 9, 4) and np.all(counts[:, -1] == 0)  # <other> never observed
+    np.testing.assert_array_equal(counts.sum(axis=1), np.tile(np.arange(9), 6))
+    np.testing.assert_array_equal(skeleton["position"].values, np.tile(np.arange(9), 6))
 
 
 @pytest.mark.slow
@@ -50,7 +53,7 @@ def test_sbc_calibrated_on_a_conjugate_model_and_detects_a_wrong_posterior():
 def test_sbc_of_the_models(model):
     """100 replications each, in a float64 subprocess (x64 must be set before JAX starts)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "bayesmatrix.analysis.sbc", model, "--replications", "100", "--x64"],
+        [sys.executable, "-m", "bayesmatrix", "sbc", model, "--replications", "100", "--x64"],
         capture_output=True, text=True, timeout=900, check=True,
     )
     report = json.loads(completed.stdout.strip().splitlines()[-1])
