@@ -10,9 +10,12 @@ import pytest
 import xarray as xr
 
 from bayesmatrix.cli import main
-from bayesmatrix.data.llmlog import OTHER, read_log, write_log
 from bayesmatrix.data.closed_forms import dirichlet_predictive, mixture_predictive, tempered, weighted_counts
+from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llmlog import OTHER, read_log, write_log
 from bayesmatrix.inference.simulate import (
+    draw_rows,
+    rows_log,
     simulate_embedding,
     simulate_icl,
     simulate_icl_mixture,
@@ -91,6 +94,28 @@ def test_icl_mixture_rows_follow_the_mixture_predictive():
     truth = truth_of(ds)
     assert truth["w"] == [0.4, 0.6] and truth["world_alpha"] == alphas.tolist()
     assert len(truth["world_components"]) == 25 and set(truth["world_components"]) <= {0, 1}
+
+
+def test_each_kind_names_the_model_that_drew_its_rows():
+    assert truth_of(simulate_icl(2, 3, [1.0, 2.0], seed=0))["model"] == "icl"
+    assert truth_of(simulate_icl(2, 3, [1.0, 2.0], decay=0.9, seed=0))["model"] == "icl-general"
+    assert truth_of(simulate_icl_mixture(2, 3, [0.5, 0.5], [[3.0, 1.0], [1.0, 3.0]], seed=0))["model"] == "icl-mixture"
+    assert truth_of(simulate_matrix(4, [[2.0, 1.0], [1.0, 2.0]], weights=[1.0, 1.0], seed=0))["model"] == "mixture"
+
+
+def test_icl_mixture_has_no_temperature_to_draw_with():
+    with pytest.raises(InputError, match="no temperature") as error:
+        simulate_icl_mixture(2, 3, [0.5, 0.5], [[3.0, 1.0], [1.0, 3.0]], temperature=1.3, seed=0)
+    assert error.value.field == "temperature"
+
+
+def test_draw_rows_substitutes_every_parameter_or_refuses():
+    skeleton = rows_log("matrix", 3, rows=5)
+    drawn = draw_rows("matrix", skeleton, {"m": [0.2, 0.3, 0.5], "s": 4.0}, seed=1)
+    assert drawn.probs.shape == (5, 3) and drawn.counts is None
+    np.testing.assert_allclose(drawn.sites["alpha"], [0.8, 1.2, 2.0])  # the model's own deterministic site
+    with pytest.raises(ValueError, match="missing: s"):
+        draw_rows("matrix", skeleton, {"m": [0.2, 0.3, 0.5]}, seed=1)
 
 
 def test_extreme_settings_never_give_nan_or_zero():
