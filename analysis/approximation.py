@@ -18,11 +18,12 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from bayesmatrix.analysis.embedding.measures import EPSILON, clip_rows  # the models' clip of observed rows
+from bayesmatrix.data.closed_forms import clip_simplex
 
 # The logistic-normal prior: 3 categories, log-ratios to the last with positive correlation.
 DEFAULT_MU = (0.8, 0.2)
 DEFAULT_COVARIANCE = ((2.0, 1.8), (1.8, 2.0))
+EPSILON = 1e-6  # the models' clip of observed rows (models.closed_forms.clip_simplex)
 
 
 class Approximation(NamedTuple):
@@ -63,7 +64,7 @@ def mixture_log_density(weights, alphas, rows) -> np.ndarray:
     """``log sum_k w_k Dirichlet(rows | alpha_k)`` per row (rows clipped as the model sees them)."""
     from scipy.special import gammaln, logsumexp
 
-    rows = clip_rows(rows, EPSILON)
+    rows = clip_simplex(rows, EPSILON)
     alphas = np.asarray(alphas, dtype=np.float64)  # (K, C)
     log_norm = gammaln(alphas.sum(axis=1)) - gammaln(alphas).sum(axis=1)  # (K,)
     component = log_norm + np.log(rows) @ (alphas - 1.0).T  # (rows, K)
@@ -88,7 +89,7 @@ def fit_mixtures(train, components: Sequence[int], seed: int = 0, steps: int = 3
     from bayesmatrix.models.mixture import dirichlet_mixture
     from bayesmatrix.models.priors import strength_prior
 
-    train = jnp.asarray(clip_rows(train, EPSILON), dtype=jnp.float32)
+    train = jnp.asarray(clip_simplex(train, EPSILON), dtype=jnp.float32)
     k_max = int(max(components))
     active = jnp.arange(k_max)[None, :] < jnp.asarray(list(components))[:, None]  # (n, K_max)
     rng = np.random.default_rng(seed)

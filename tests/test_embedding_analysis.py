@@ -12,9 +12,9 @@ from scipy.special import digamma, softmax
 from scipy.stats import dirichlet
 
 from bayesmatrix.analysis.embedding.measures import (
+    EPSILON,
     SPLIT_FRACTIONS,
     choose_rank,
-    clip_rows,
     compression_ratio,
     dirichlet_log_density,
     fit_concentration,
@@ -32,6 +32,7 @@ from bayesmatrix.analysis.embedding.measures import (
     split_rows,
 )
 from bayesmatrix.analysis.embedding.study import embedding_study, prepare_rows, shrink_log
+from bayesmatrix.data.closed_forms import clip_simplex
 from bayesmatrix.data.llmlog import OTHER, make_log
 
 
@@ -82,7 +83,7 @@ def test_dirichlet_log_density_matches_scipy():
 def test_fit_dirichlet_solves_the_likelihood_equations():
     rng = np.random.default_rng(2)
     alpha_true = np.array([2.0, 5.0, 3.0])
-    probs = clip_rows(rng.dirichlet(alpha_true, size=4000))
+    probs = clip_simplex(rng.dirichlet(alpha_true, size=4000), EPSILON)
     alpha = fit_dirichlet(probs)
     # The maximum-likelihood equations: digamma(alpha_c) - digamma(sum alpha) = mean_r log p_rc.
     np.testing.assert_allclose(digamma(alpha) - digamma(alpha.sum()), np.log(probs).mean(axis=0), atol=1e-4)
@@ -92,7 +93,7 @@ def test_fit_dirichlet_solves_the_likelihood_equations():
 def test_fit_concentration_maximises():
     rng = np.random.default_rng(3)
     means = rng.dirichlet(np.ones(4), size=300)
-    probs = clip_rows(np.stack([rng.dirichlet(40.0 * m) for m in means]))
+    probs = clip_simplex(np.stack([rng.dirichlet(40.0 * m) for m in means]), EPSILON)
     s = fit_concentration(probs, means)
 
     def total(value):
@@ -178,19 +179,6 @@ def test_shrunk_log_gives_the_study_the_same_rows():
     np.testing.assert_array_equal(shrunk["embedding"].values, ds["embedding"].values)
 
 
-def test_clip_rows_is_the_models_clip_simplex():
-    """The NumPy clip of the analysis and the models' JAX clip are the same function of the rows."""
-    from bayesmatrix.models.closed_forms import clip_simplex
-
-    rng = np.random.default_rng(8)
-    probs = rng.dirichlet(np.full(5, 0.05), size=50)  # many entries far below the clip
-    probs[0] = [1.0, 0.0, 0.0, 0.0, 0.0]
-    for epsilon in (1e-6, 1e-3):
-        np.testing.assert_allclose(clip_rows(probs, epsilon), np.asarray(clip_simplex(probs, epsilon)), rtol=1e-6,
-                                   atol=1e-12)
-    assert clip_rows(probs).dtype == np.float64
-
-
 def test_the_command_line_names_its_flags(tmp_path, capsys):
     from bayesmatrix.cli import main
 
@@ -262,7 +250,7 @@ def test_geometric_neighbour_mean_and_the_baseline_fit():
     rng = np.random.default_rng(7)
     features = np.concatenate([rng.normal(0, 0.1, (40, 2)), rng.normal(5, 0.1, (40, 2))])
     means = np.repeat([[0.9, 0.1], [0.1, 0.9]], 40, axis=0)
-    probs = clip_rows(np.stack([rng.dirichlet(50 * m) for m in means]))
+    probs = clip_simplex(np.stack([rng.dirichlet(50 * m) for m in means]), EPSILON)
     fitted = neighbour_baseline(features[::2], probs[::2], features[1::2], probs[1::2], neighbours=(1, 4, 39))
     assert fitted.k in (1, 4) and set(fitted.scores) == {1, 4, 39}
     assert fitted.scores[39] < fitted.scores[fitted.k] and fitted.s > 10

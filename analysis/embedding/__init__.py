@@ -50,7 +50,6 @@ from bayesmatrix.analysis.embedding.measures import (
     SPLIT_FRACTIONS,
     NeighbourBaseline,
     choose_rank,
-    clip_rows,
     compression_ratio,
     dirichlet_log_density,
     fit_concentration,
@@ -87,7 +86,7 @@ from bayesmatrix.analysis.embedding.study import (
 __all__ = [
     "EPSILON", "LIPSCHITZ_QUANTILES", "NEIGHBOURS", "RANKS", "SPLIT_FRACTIONS",
     "EmbeddingFit", "EmbeddingStudy", "NeighbourBaseline",
-    "choose_rank", "clip_rows", "compression_ratio", "dirichlet_log_density", "embedding_study",
+    "choose_rank", "compression_ratio", "dirichlet_log_density", "embedding_study",
     "fit_concentration", "fit_dirichlet", "fit_embedding_model", "format_study", "js_bits",
     "lipschitz_ratios", "lipschitz_summary", "map_lipschitz_bound", "map_subspace_angles", "nearest_pairs",
     "neighbour_baseline", "neighbour_means", "posterior_mean_map", "posterior_mean_rows",

@@ -21,7 +21,7 @@ from scipy.special import digamma, gammaln, logsumexp
 from bayesmatrix.analysis.metrics import kl_bits
 
 EPSILON = 1e-6
-"""The models' clip of observed rows (:func:`bayesmatrix.models.closed_forms.clip_simplex`)."""
+"""The models' clip of observed rows (:func:`bayesmatrix.data.closed_forms.clip_simplex` in NumPy)."""
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 LIPSCHITZ_QUANTILES = (0.5, 0.9, 0.99)
 
@@ -31,17 +31,6 @@ def js_bits(p, q) -> np.ndarray:
     p, q = np.broadcast_arrays(np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64))
     average = 0.5 * (p + q)
     return 0.5 * kl_bits(p, average) + 0.5 * kl_bits(q, average)
-
-
-def clip_rows(probs, epsilon: float = EPSILON) -> np.ndarray:
-    """Rows clipped below at ``epsilon`` and renormalised, as the model observes them.
-
-    The NumPy form of :func:`bayesmatrix.models.closed_forms.clip_simplex`, in
-    float64 whatever JAX's precision (the study's densities and fits run in
-    SciPy); a test proves the two agree.
-    """
-    clipped = np.clip(np.asarray(probs, dtype=np.float64), epsilon, None)
-    return clipped / clipped.sum(axis=-1, keepdims=True)
 
 
 def dirichlet_log_density(probs, concentration) -> np.ndarray:

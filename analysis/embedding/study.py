@@ -20,7 +20,6 @@ from bayesmatrix.analysis.embedding.measures import (
     EPSILON,
     SPLIT_FRACTIONS,
     choose_rank,
-    clip_rows,
     compression_ratio,
     dirichlet_log_density,
     fit_dirichlet,
@@ -34,6 +33,7 @@ from bayesmatrix.analysis.embedding.measures import (
     random_pairs,
     split_rows,
 )
+from bayesmatrix.data.closed_forms import clip_simplex
 
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 NEIGHBOURS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -244,7 +244,7 @@ def embedding_study(
         raise InputError(f"is {tuple(ranks)}; ranks must be positive", field="ranks")
     train, validation, test = split_rows(num_rows, SPLIT_FRACTIONS, seed)
     probs, columns = prepare_rows(ds, num_columns, train)
-    observed = clip_rows(probs, epsilon)
+    observed = clip_simplex(probs, epsilon)
     raw_embedding = np.asarray(ds["embedding"].values, dtype=np.float64)
     transform = fit_features(raw_embedding[train], features)
     feats = apply_features(transform, raw_embedding)
