@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         "the same command continues an interrupted run. OUT ends as a regular transformers model folder "
         "with training.json and learning_curve.csv.",
     )
-    train.add_argument("--world", required=True, choices=("dirichlet", "mixture"))
+    train.add_argument("--world", required=True, help="a world of data.windtunnel.worlds.WORLDS: dirichlet or mixture")
     train.add_argument("--steps", type=int, required=True, help="optimiser steps")
     train.add_argument("--out", required=True, metavar="DIR", help="output folder")
     train.add_argument("--arch", choices=("llama", "gpt2"), default="llama", help="llama (rotary, default) or gpt2")
