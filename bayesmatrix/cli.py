@@ -12,7 +12,7 @@ import bayesmatrix.commands as _commands
 from bayesmatrix.data.errors import InputError
 
 # Order of the subcommands in --help; a module not listed here comes last.
-ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "windtunnel", "demo"]
+ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "sbc", "embedding", "windtunnel", "corpus", "demo"]
 
 
 class OneLineParser(argparse.ArgumentParser):
