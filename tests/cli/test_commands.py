@@ -1,0 +1,325 @@
+"""Every ``bayesmatrix`` subcommand, run end to end as a user runs it, from one table.
+
+Each row of :data:`TABLE` is one command line with tiny settings, run in its own
+process (``python -m bayesmatrix ...``, which is how users run it, and keeps
+each JAX or torch set-up out of this process). A row passes when the command
+exits 0 and what it says it writes is there and reads back with our readers
+(``read_log`` for logs, ``read_run`` for run directories, and so on). Rows
+name the outputs of earlier rows as ``{row_id}``, so one chain runs
+simulate -> fit -> diagnose / compare / report, log -> embedding, and
+windtunnel train -> eval; a row's inputs are run first, once per module.
+
+The other tests check each command in depth (tests/test_cli_errors.py,
+test_llm_logging.py, test_windtunnel.py, ...); this file checks only that each
+runs and writes, and :func:`test_every_subcommand_has_a_row` makes a new
+subcommand without a row here fail.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+SHIPPED_DIRICHLET = REPO / "data" / "shipped" / "windtunnel" / "dirichlet"
+IMPORTED = FIXTURES / "openai_chat.jsonl"
+
+
+@dataclass(frozen=True)
+class Completed:
+    """One finished command: its status, what it printed and how long it took."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """One command line of the table.
+
+    ``command`` is the subcommand with its nested action (``("windtunnel", "eval")``);
+    ``args`` may name ``{out}`` (this row's output in the work folder) and
+    ``{ROW_ID}``, the output of another row, which then runs first;
+    ``check(out, completed)`` reads back what the command wrote.
+    """
+
+    id: str
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    out: str
+    check: Callable[[Path, Completed], None]
+    timeout: float = 600
+    marks: tuple = field(default=())
+
+    def needs(self) -> list[str]:
+        names = {name for arg in self.args for _, name, _, _ in string.Formatter().parse(arg) if name}
+        return sorted(names - {"out"})
+
+
+# ------------------------------------------------------------------- checks: each output read back
+
+
+def a_log(rows: int, *variables: str, truth: bool = False):
+    def check(out: Path, completed: Completed) -> None:
+        from bayesmatrix.data.llmlog import read_log
+
+        ds = read_log(out)
+        assert ds.sizes["row"] == rows
+        for name in variables:
+            assert name in ds, name
+        if truth:
+            assert json.loads(ds.attrs["truth"])
+
+    return check
+
+
+def a_run(method: str):
+    def check(out: Path, completed: Completed) -> None:
+        from bayesmatrix.inference.rundir import read_run
+
+        run = read_run(out)
+        assert "posterior" in run.datatree.children
+        assert run.info["method"] == method
+        assert (out / "summary.csv").is_file()
+
+    return check
+
+
+def all_checks_passed(out: Path, completed: Completed) -> None:
+    assert "all checks passed" in completed.stdout
+
+
+def a_comparison(out: Path, completed: Completed) -> None:
+    import pandas as pd
+
+    table = pd.read_csv(out, index_col=0)
+    assert len(table) == 2 and "elpd" in table.columns
+
+
+def an_html_report(out: Path, completed: Completed) -> None:
+    text = out.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    assert text.count("<h2>Diagnostics:") == 2 and "<h2>LOO comparison" in text
+    assert 'src="data:image/png;base64,' in text
+
+
+def a_trained_folder(out: Path, completed: Completed) -> None:
+    record = json.loads((out / "training.json").read_text())
+    assert record["options"]["steps"] == 20
+    assert (out / "model.safetensors").is_file() and (out / "learning_curve.csv").is_file()
+
+
+def an_evaluation(out: Path, completed: Completed) -> None:
+    evaluation = json.loads(out.read_text())
+    assert evaluation["sequences"] == 50 and len(evaluation["positions"]) == 8
+
+
+def a_loop_folder(out: Path, completed: Completed) -> None:
+    from bayesmatrix.data.llmlog import read_log
+    from bayesmatrix.inference.rundir import read_run
+
+    for model in ("dirichlet", "dirichlet-window4", "mixture"):
+        assert read_log(out / f"{model}.nc").sizes["row"] == 4 * 33
+    runs = [path for path in out.iterdir() if path.is_dir()]
+    assert len(runs) == 6
+    for path in runs:
+        read_run(path)
+    assert completed.stdout.count("LOO: ") == 3
+
+
+def a_demo_folder(out: Path, completed: Completed) -> None:
+    assert "<h2>Diagnostics:" in (out / "report.html").read_text()
+    assert json.loads((out / "demo.json").read_text())["findings"]
+
+
+def a_corpus(out: Path, completed: Completed) -> None:
+    from bayesmatrix.data.corpus import read_corpus
+
+    assert [record.source for record in read_corpus(out)].count("doc") == 5
+
+
+def a_study(out: Path, completed: Completed) -> None:
+    import pandas as pd
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chosen_rank"] == 1
+    assert len(pd.read_csv(out / "heldout.csv")) >= 2
+    assert (out / "continuity.png").stat().st_size > 0
+
+
+def an_sbc_report(out: Path, completed: Completed) -> None:
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["model"] == "matrix" and report["replications"] == 2
+    assert set(report["pvalues"]) == {"m", "s"}
+
+
+slow = (pytest.mark.slow,)
+
+# Tiny settings, taken from the tests that check each command in depth.
+TABLE = [
+    Row("sim_matrix", ("simulate", "matrix"),
+        ("--rows", "30", "--cols", "3", "--counts-per-row", "20", "--seed", "1", "--out", "{out}"),
+        "matrix.nc", a_log(30, "probs", "counts", truth=True)),
+    Row("sim_icl", ("simulate", "icl"),
+        ("--episodes", "12", "--length", "8", "--alpha", "2,1", "--decay", "0.7", "--temperature", "1.3",
+         "--tau", "40", "--seed", "3", "--out", "{out}"),
+        "icl.nc", a_log(12 * 9, "probs", "context_counts", truth=True)),
+    Row("sim_icl_mixture", ("simulate", "icl-mixture"),
+        ("--episodes", "6", "--length", "5", "--alphas", "4,1;1,4", "--seed", "2", "--out", "{out}"),
+        "icl-mixture.nc", a_log(6 * 6, "probs", "context_counts", truth=True)),
+    Row("sim_embedding", ("simulate", "embedding"),
+        ("--rows", "60", "--cols", "4", "--embed-dim", "3", "--rank", "1", "--seed", "3", "--out", "{out}"),
+        "embedding.nc", a_log(60, "probs", "embedding", truth=True)),
+    # three responses (and a blank line, which is skipped): one row each
+    Row("import", ("import",), (str(IMPORTED), "--out", "{out}"), "imported.nc", a_log(3, "probs")),
+    # The shipped wind-tunnel model is a far quicker LLM to log than SmolLM2.
+    Row("log", ("log",),
+        ("--model", str(SHIPPED_DIRICHLET), "--task", "windtunnel-dirichlet", "--episodes", "4", "--length", "8",
+         "--samples", "3", "--embeddings", "--out", "{out}"),
+        "windtunnel.nc", a_log(4 * 9, "probs", "counts", "embedding")),
+    # 2 chains x 300 draws of the matrix model pass every check of diagnose (exit status 0).
+    Row("fit_nuts", ("fit",),
+        ("{sim_matrix}", "--model", "matrix", "--num-samples", "300", "--num-warmup", "200", "--num-chains", "2",
+         "--seed", "1", "--quiet", "--out", "{out}"),
+        "run-matrix-nuts", a_run("nuts")),
+    Row("fit_svi", ("fit",),
+        ("{sim_matrix}", "--model", "matrix", "--method", "svi", "--max-steps", "500", "--num-samples", "100",
+         "--seed", "1", "--quiet", "--no-plots", "--out", "{out}"),
+        "run-matrix-svi", a_run("svi")),
+    Row("diagnose", ("diagnose",), ("{fit_nuts}",), "{fit_nuts}", all_checks_passed),
+    Row("compare", ("compare",), ("{fit_nuts}", "{fit_svi}", "--out", "{out}"), "compare.csv", a_comparison),
+    Row("report", ("report",), ("{fit_nuts}", "{fit_svi}", "--log", "{sim_matrix}", "--out", "{out}"),
+        "report.html", an_html_report),
+    Row("windtunnel_train", ("windtunnel", "train"),
+        ("--world", "dirichlet", "--steps", "20", "--length", "8", "--batch-size", "32", "--eval-every", "10",
+         "--checkpoint-every", "10", "--quiet", "--out", "{out}"),
+        "windtunnel-trained", a_trained_folder),
+    Row("windtunnel_eval", ("windtunnel", "eval"), ("{windtunnel_train}", "--sequences", "50", "--out", "{out}"),
+        "evaluation.json", an_evaluation),
+    Row("corpus", ("corpus",), ("--out", "{out}", "--doc-prompts", "5", "--seed", "3"), "prompts.jsonl", a_corpus),
+    Row("embedding", ("embedding",),
+        ("{log}", "--out", "{out}", "--ranks", "1", "--columns", "0", "--features", "4", "--pairs", "50",
+         "--num-samples", "10", "--max-steps", "100", "--quiet"),
+        "study", a_study),
+    Row("embedding_shrink", ("embedding",), ("{sim_embedding}", "--shrink", "{out}", "--columns", "2"),
+        "embedding-small.nc", a_log(60, "probs", "embedding")),
+    Row("sbc", ("sbc",), ("matrix", "--replications", "2", "--num-warmup", "20"), "", an_sbc_report,
+        marks=slow),
+    Row("windtunnel_loop", ("windtunnel", "loop"),
+        ("{out}", "--episodes", "4", "--num-warmup", "20", "--num-samples", "20"), "loop", a_loop_folder,
+        timeout=1200, marks=slow),
+    # The quickest demo loads SmolLM2 and takes minutes; tests/test_demo.py checks its report in depth.
+    Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=slow),
+]
+ROWS = {row.id: row for row in TABLE}
+
+
+def bayesmatrix(*argv: str, cwd: Path, timeout: float = 600) -> Completed:
+    """``python -m bayesmatrix ARGV`` in a fresh process, as a user runs it."""
+    started = time.monotonic()
+    completed = subprocess.run([sys.executable, "-m", "bayesmatrix", *argv], cwd=cwd, capture_output=True,
+                               text=True, timeout=timeout)
+    return Completed(tuple(argv), completed.returncode, completed.stdout, completed.stderr,
+                     time.monotonic() - started)
+
+
+class Chain:
+    """Runs rows on demand in one work folder, each at most once, a row's inputs first."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.done: dict[str, Completed] = {}
+
+    def output(self, row: Row) -> Path:
+        """What ``row`` writes (the work folder itself for a row that only prints)."""
+        return self.folder / row.out.format(**self.inputs(row))
+
+    def inputs(self, row: Row) -> dict[str, str]:
+        return {name: str(self.output(ROWS[name])) for name in row.needs()}
+
+    def resolve(self, text: str, row: Row) -> str:
+        return text.format(out=str(self.output(row)), **self.inputs(row))
+
+    def run(self, row_id: str) -> Completed:
+        if row_id not in self.done:
+            row = ROWS[row_id]
+            for name in row.needs():
+                needed = self.run(name)
+                if needed.returncode != 0:
+                    pytest.fail(f"{row_id} needs the output of {name}, which exited {needed.returncode}")
+            argv = [*row.command, *(self.resolve(arg, row) for arg in row.args)]
+            self.done[row_id] = bayesmatrix(*argv, cwd=self.folder, timeout=row.timeout)
+        return self.done[row_id]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Chain:
+    return Chain(tmp_path_factory.mktemp("cli"))
+
+
+@pytest.mark.parametrize("row", [pytest.param(row, id=row.id, marks=row.marks) for row in TABLE])
+def test_command_runs_and_writes(chain, row):
+    completed = chain.run(row.id)
+    shown = f"bayesmatrix {' '.join(completed.argv)}\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+    assert completed.returncode == 0, shown
+    assert "Traceback" not in completed.stderr, shown
+    out = chain.output(row)
+    assert out.exists(), f"{out} was not written\n{shown}"
+    row.check(out, completed)
+
+
+# ------------------------------------------------------------------- the table covers the command line
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every subcommand and nested action of ``bayesmatrix``, as the parser holds them (parents first)."""
+    import argparse
+
+    from bayesmatrix.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, prefix: tuple[str, ...]):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield (*prefix, name)
+                    yield from walk(child, (*prefix, name))
+
+    return list(walk(build_parser(), ()))
+
+
+def leaves(paths: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    return {path for path in paths if not any(other[: len(path)] == path and other != path for other in paths)}
+
+
+def test_every_subcommand_has_a_row(tmp_path):
+    paths = command_paths()
+    top = {path[0] for path in paths}
+    # the subcommands are the cmd_NAME modules, and --help lists each of them
+    modules = {path.stem.removeprefix("cmd_") for path in (REPO / "bayesmatrix" / "commands").glob("cmd_*.py")}
+    assert top == modules
+    shown = bayesmatrix("--help", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    listed = {line.split()[0] for line in shown.stdout.split("COMMAND\n", 1)[1].split("\n\n")[0].splitlines()
+              if line.startswith("    ") and not line.startswith("      ")}
+    assert listed == top
+    # every command a user can run has a row, and no row names a command that is gone
+    assert leaves(paths) == {row.command for row in TABLE}
+
+
+@pytest.mark.parametrize("path", [" ".join(path) for path in command_paths()])
+def test_help_of_every_subcommand(path, tmp_path):
+    shown = bayesmatrix(*path.split(), "--help", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"usage: bayesmatrix {path}")
