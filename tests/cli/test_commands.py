@@ -9,7 +9,7 @@ name the outputs of earlier rows as ``{row_id}``, so one chain runs
 simulate -> fit -> diagnose / compare / report, log -> embedding, and
 windtunnel train -> eval; a row's inputs are run first, once per module.
 
-The other tests check each command in depth (tests/test_cli_errors.py,
+The other tests check each command in depth (test_cli_errors.py,
 test_llm_logging.py, test_windtunnel.py, ...); this file checks only that each
 runs and writes, and :func:`test_every_subcommand_has_a_row` makes a new
 subcommand without a row here fail.
@@ -220,7 +220,7 @@ TABLE = [
     Row("windtunnel_loop", ("windtunnel", "loop"),
         ("{out}", "--episodes", "4", "--num-warmup", "20", "--num-samples", "20"), "loop", a_loop_folder,
         timeout=1200, marks=slow),
-    # The quickest demo loads SmolLM2 and takes minutes; tests/test_demo.py checks its report in depth.
+    # The quickest demo loads SmolLM2 (over a minute); test_demo.py checks its report in depth.
     Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=slow),
 ]
 ROWS = {row.id: row for row in TABLE}
