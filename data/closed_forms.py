@@ -4,7 +4,7 @@ The NumPyro models compute their closed forms in JAX (:mod:`bayesmatrix.models.c
 The data layer may not import the models, and the wind tunnel scores a
 transformer against the exact posterior predictive without JAX, so the few
 closed forms it needs exist here a second time, in float64 NumPy, under the
-same names and with the same contracts. ``tests/test_closed_forms_agree.py``
+same names and with the same contracts. ``tests/data/test_closed_forms_agree.py``
 checks on random inputs that each one here equals its JAX twin; change
 them together.
 

@@ -16,7 +16,7 @@ from bayesmatrix.data.columns import read_columns
 from bayesmatrix.data.importers import import_jsonl
 from bayesmatrix.data.llmlog import OTHER, read_log, task_of
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CHAT = FIXTURES / "openai_chat.jsonl"
 COMPLETIONS = FIXTURES / "openai_completions.jsonl"
 VLLM_CHAT = FIXTURES / "vllm_chat.jsonl"

@@ -77,7 +77,7 @@ def test_scale_benchmark_runs_with_tiny_settings():
         [sys.executable, "-m", "benchmarks.scale", "--rows", "400", "--cols", "12", "--embed-dim", "8", "--rank", "2",
          "--batch-size", "40", "--max-steps", "500", "--num-samples", "5", "--predict-rows", "50",
          "--no-progress-bar"],
-        capture_output=True, text=True, timeout=600, check=True, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, timeout=600, check=True, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     table = {}
     for line in completed.stdout.splitlines():

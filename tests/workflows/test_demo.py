@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bayesmatrix.cli import main
-from tests.test_report import assert_self_contained, decoded_images
+from tests.analysis.test_report import assert_self_contained, decoded_images
 
 
 @pytest.mark.slow

@@ -425,7 +425,7 @@ def test_benchmark_script_runs_with_tiny_settings(tiny_folder, capsys):
     import argparse
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "llm_logging.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "llm_logging.py"
     spec = importlib.util.spec_from_file_location("benchmark_logging", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)

@@ -41,7 +41,7 @@ def decayed_log():
 @pytest.fixture(scope="module")
 def exact_log():
     # One fixed data set per case. Interval coverage over data sets is what SBC checks
-    # (tests/test_sbc.py); here a 94% interval misses a true value about once in 17 by chance
+    # (tests/analysis/test_sbc.py); here a 94% interval misses a true value about once in 17 by chance
     # (with seed 2, alpha[c2]'s truth lies 2.2 posterior sd above even the exact model's mean).
     return simulate_icl(EPISODES, LENGTH, ALPHA, seed=7)
 

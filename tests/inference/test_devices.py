@@ -18,7 +18,7 @@ import pytest
 from bayesmatrix.inference.sharding import row_mesh, shard_rows, split_data
 from bayesmatrix.models.sufficient import count_statistics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_split_data_passes_arrays_and_keeps_options_static():

@@ -1,6 +1,6 @@
 """Simulators: the rows the models draw against closed forms written out here, and Monte Carlo error.
 
-The closed forms themselves are tested in tests/test_closed_forms_agree.py.
+The closed forms themselves are tested in tests/data/test_closed_forms_agree.py.
 """
 
 from __future__ import annotations
