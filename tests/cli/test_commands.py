@@ -140,8 +140,30 @@ def a_loop_folder(out: Path, completed: Completed) -> None:
 
 
 def a_demo_folder(out: Path, completed: Completed) -> None:
-    assert "<h2>Diagnostics:" in (out / "report.html").read_text()
-    assert json.loads((out / "demo.json").read_text())["findings"]
+    """The quick demo end to end: its summary, a complete self-contained report and demo.json."""
+    from tests.analysis.test_report import assert_self_contained, decoded_images
+
+    for phrase in ("effective prior", "strength", "decay", "temperature", "LOO prefers", "martingale gap", "report:"):
+        assert phrase in completed.stdout
+
+    text = (out / "report.html").read_text()
+    assert_self_contained(text)
+    images = decoded_images(text)
+    assert all(image.ndim == 3 and min(image.shape[:2]) > 50 for image in images)
+    # 3 runs x (trace/rank or elbo, posterior), LOO plot, coin pictures (4), die instrumented, consistency, approximation
+    assert len(images) >= 3 * 2 + 1 + 4 + 1 + 1 + 1
+    assert text.count("<h2>Diagnostics:") == 3
+    assert "<h2>LOO comparison" in text and "<th>elpd</th>" in text
+    assert "<h2>Bayesian consistency" in text and "martingale gap" in text
+    assert "<h2>The Dirichlet-mixture approximation" in text
+    assert "<h2>Log: coin.nc" in text and "<h2>Log: die.nc" in text
+
+    record = json.loads((out / "demo.json").read_text())
+    [coin] = record["findings"]
+    low, high = coin["decay"][1], coin["decay"][2]
+    assert 0 < low <= coin["decay"][0] <= high <= 1
+    assert {c["name"] for c in record["consistency"]} >= {"SmolLM2 (coin)"}
+    assert record["seconds"]["total"] > 0
 
 
 def a_corpus(out: Path, completed: Completed) -> None:
@@ -220,7 +242,7 @@ TABLE = [
     Row("windtunnel_loop", ("windtunnel", "loop"),
         ("{out}", "--episodes", "4", "--num-warmup", "20", "--num-samples", "20"), "loop", a_loop_folder,
         timeout=1200, marks=slow),
-    # The quickest demo loads SmolLM2 (over a minute); test_demo.py checks its report in depth.
+    # The quickest demo loads SmolLM2 (over a minute); its row checks the whole report.
     Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=slow),
 ]
 ROWS = {row.id: row for row in TABLE}
