@@ -118,16 +118,40 @@ def test_help_is_light():
     assert out.returncode == 0 and "COMMAND" in out.stdout
 
 
+def users_project(folder: Path) -> Path:
+    """A folder holding a user's own ``data``, ``models``, ``inference`` and ``analysis`` packages."""
+    for name in LAYERS:
+        (folder / name).mkdir()
+        (folder / name / "__init__.py").write_text("raise ImportError('the user package was imported')\n")
+    return folder
+
+
 def test_a_users_own_data_and_models_do_not_collide(tmp_path):
-    """From a folder holding its own ``data`` and ``models`` packages, ours still import and run."""
-    for name in ("data", "models", "inference", "analysis"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text("raise ImportError('the user package was imported')\n")
+    """From a folder holding its own ``data`` and ``models`` packages, ours still import."""
+    project = users_project(tmp_path)
     code = "import bayesmatrix.models, bayesmatrix.inference.fit, bayesmatrix.data.llmlog, bayesmatrix.analysis.report"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
-    bin_dir = Path(sys.executable).parent
-    out = subprocess.run([str(bin_dir / "bayesmatrix"), "fit", "--help"], capture_output=True, text=True, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=project)
+
+
+@pytest.mark.slow
+def test_log_and_fit_run_beside_a_users_own_packages(tmp_path):
+    """``bayesmatrix log`` and ``bayesmatrix fit`` run from that folder, the console script as installed."""
+    project = users_project(tmp_path)
+    command = str(Path(sys.executable).parent / "bayesmatrix")
+    shipped = ROOT / "data" / "shipped" / "windtunnel" / "dirichlet"
+    logged = subprocess.run(
+        [command, "log", "--model", str(shipped), "--task", "windtunnel-dirichlet", "--episodes", "2",
+         "--length", "4", "--out", "log.nc"],
+        capture_output=True, text=True, cwd=project,
+    )  # fmt: skip
+    assert logged.returncode == 0, logged.stderr
+    fitted = subprocess.run(
+        [command, "fit", "log.nc", "--model", "icl-none", "--num-chains", "1", "--num-warmup", "50",
+         "--num-samples", "50", "--no-plots", "--quiet", "--out", "run"],
+        capture_output=True, text=True, cwd=project,
+    )  # fmt: skip
+    assert fitted.returncode == 0, fitted.stderr
+    assert (project / "run" / "posterior.nc").is_file() and (project / "log.nc").is_file()
 
 
 @pytest.mark.slow
