@@ -1,7 +1,9 @@
 """Atomic file output: write beside the destination under a temporary name, then rename.
 
 A reader (or a crash) never sees a half-written file: the destination holds
-either its old content or the complete new one.
+either its old content or the complete new one. The file gets the mode a plain
+``open`` would give it under the user's umask (``tempfile`` creates 0600 files
+and 0700 folders, and a rename keeps the mode).
 """
 
 from __future__ import annotations
@@ -11,6 +13,13 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode a new file (0666) or folder (0777) gets under the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 @contextlib.contextmanager
@@ -29,6 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp_path, umask_mode())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

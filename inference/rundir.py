@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple
 
+from bayesmatrix.data.atomic import umask_mode
 from bayesmatrix.data.errors import InputError
 
 POSTERIOR_FILE = "posterior.nc"
@@ -99,6 +100,7 @@ def write_run_dir(
         (staging / PLOTS_DIR).mkdir()
         if figures is not None:
             figures(datatree, staging / PLOTS_DIR)
+        os.chmod(staging, umask_mode(directory=True))  # mkdtemp made it 0700; files inside follow the umask
         _replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

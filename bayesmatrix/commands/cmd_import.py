@@ -45,5 +45,6 @@ def _run(args: argparse.Namespace) -> int:
         prompt_positions=args.prompt_positions,
         progress=True,
     )
-    write_log(log, args.out)
+    written = write_log(log, args.out)
+    print(f"wrote {written}: {log.sizes['row']} rows x {log.sizes['col']} columns")
     return 0

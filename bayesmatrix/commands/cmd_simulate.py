@@ -114,5 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     from bayesmatrix.data.llmlog import write_log
     from bayesmatrix.inference.simulate import simulate
 
-    write_log(simulate(args.kind, **typed_options(args)), args.out)
+    log = simulate(args.kind, **typed_options(args))
+    written = write_log(log, args.out)
+    print(f"wrote {written}: {log.sizes['row']} rows x {log.sizes['col']} columns ({args.kind}, seed {args.seed})")
     return 0

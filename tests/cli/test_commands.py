@@ -18,6 +18,7 @@ subcommand without a row here fail.
 from __future__ import annotations
 
 import json
+import stat
 import string
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from bayesmatrix.data.atomic import umask_mode
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -77,6 +80,9 @@ def a_log(rows: int, *variables: str, truth: bool = False):
 
         ds = read_log(out)
         assert ds.sizes["row"] == rows
+        last_line = completed.stdout.strip().splitlines()[-1]
+        assert last_line.startswith("wrote ") and out.name in last_line, completed.stdout
+        assert stat.S_IMODE(out.stat().st_mode) == umask_mode()  # not the 0600 of a temporary file
         for name in variables:
             assert name in ds, name
         if truth:

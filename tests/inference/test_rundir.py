@@ -82,6 +82,20 @@ def test_broken_run_directories_are_one_input_error(tmp_path, datatree, breakage
         read_run(out)
 
 
+def test_run_directories_follow_the_umask(tmp_path, datatree):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = write_run_dir(tmp_path / "run", datatree, {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    for name in (POSTERIOR_FILE, RUN_FILE):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644
+
+
 def test_run_json_is_plain_json(tmp_path, datatree):
     out = write_run_dir(tmp_path / "run", datatree, {"path": tmp_path, "values": np.arange(3)})
     assert json.loads((out / RUN_FILE).read_text()) == {"path": str(tmp_path), "values": [0, 1, 2]}
