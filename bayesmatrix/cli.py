@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import pkgutil
 import sys
@@ -15,8 +16,40 @@ from bayesmatrix.data.errors import InputError
 ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "sbc", "embedding", "windtunnel", "corpus", "demo"]
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default, unless its help text already speaks of it."""
+
+    def _format_action(self, action):
+        if not action.help and action.option_strings and _shows_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or not action.option_strings or not _shows_default(action):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class RawDescriptionDefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
+    """A description kept as written (a subcommand's own layout), options with their defaults."""
+
+
+def _shows_default(action) -> bool:
+    hidden = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+    return not hidden and action.help is not argparse.SUPPRESS  # ``is``: a default of 0 is shown
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+    """An ArgumentParser whose errors are one line on stderr and exit status 2, and whose help shows defaults."""
+
+    def __init__(self, *args, **kwargs):
+        # a subcommand asking for its description as written still gets its defaults shown
+        if kwargs.get("formatter_class") is argparse.RawDescriptionHelpFormatter:
+            kwargs["formatter_class"] = RawDescriptionDefaultsHelpFormatter
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse's signature
         sys.stderr.write(f"{self.prog}: error: {message}\n")

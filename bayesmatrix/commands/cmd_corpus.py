@@ -25,9 +25,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", help="JSON Lines file to write (default: the shipped data/shipped/corpus/prompts.jsonl)")
-    p.add_argument("--seed", type=int, default=SEED, help=f"seed of the documentation draw (default {SEED})")
+    p.add_argument("--seed", type=int, default=SEED, help="seed of the documentation draw")
     p.add_argument("--doc-prompts", type=int, default=DOC_PROMPTS,
-                   help=f"documentation prefixes to draw (default {DOC_PROMPTS})")
+                   help="documentation prefixes to draw")
     p.set_defaults(run=_run)
 
 

@@ -21,19 +21,19 @@ def register(subparsers) -> None:
     target.add_argument("--shrink", metavar="FILE",
                         help="instead of the study, write LOG with only the study's --columns (the rest folded "
                         "into <other>) to FILE")
-    p.add_argument("--ranks", default=RANKS, help="ranks to try, e.g. 1,2,4,8 (default %(default)s)")
+    p.add_argument("--ranks", default=RANKS, help="ranks to try, e.g. 1,2,4,8")
     p.add_argument("--columns", dest="num_columns", type=int, default=256, metavar="N",
                    help="keep the N columns of largest mean probability, fold the rest into <other> "
-                   "(0: all columns, <other> dropped; default %(default)s)")
+                   "(0: all columns, <other> dropped)")
     p.add_argument("--features", type=int, default=64,
-                   help="principal components of the embedding kept (default %(default)s)")
+                   help="principal components of the embedding kept")
     p.add_argument("--pairs", dest="num_pairs", type=int, default=20000, metavar="N",
-                   help="random prompt pairs for continuity (default %(default)s)")
+                   help="random prompt pairs for continuity")
     p.add_argument("--batch-size", type=int, default=0, help="SVI minibatch rows (0: full batch)")
-    p.add_argument("--num-samples", type=int, default=200, help="draws from the fitted guide (default %(default)s)")
-    p.add_argument("--max-steps", type=int, default=20000, help="SVI steps at most (default %(default)s)")
-    p.add_argument("--learning-rate", type=float, default=0.01, help="default %(default)s")
-    p.add_argument("--seed", type=int, default=0, help="split, pairs and SVI seed (default %(default)s)")
+    p.add_argument("--num-samples", type=int, default=200, help="draws from the fitted guide")
+    p.add_argument("--max-steps", type=int, default=20000, help="SVI steps at most")
+    p.add_argument("--learning-rate", type=float, default=0.01, help="Adam step size")
+    p.add_argument("--seed", type=int, default=0, help="split, pairs and SVI seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run)
 

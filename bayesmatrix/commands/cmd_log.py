@@ -45,21 +45,21 @@ def register(subparsers) -> None:
     )
     p.add_argument("--labels", help="labels task: a file with one label per line, or a,b,c")
     p.add_argument("--alpha", help="task mode: the prior's Dirichlet concentration, e.g. 1,1 (default all ones)")
-    p.add_argument("--episodes", type=int, default=64, help="task mode: number of episodes (default 64)")
-    p.add_argument("--length", type=int, default=16, help="task mode: observations per episode (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="seed of episodes and samples (default 0)")
+    p.add_argument("--episodes", type=int, default=64, help="task mode: number of episodes")
+    p.add_argument("--length", type=int, default=16, help="task mode: observations per episode")
+    p.add_argument("--seed", type=int, default=0, help="seed of episodes and samples")
     p.add_argument("--samples", type=int, default=0, metavar="M", help="sample M next tokens per row into 'counts'")
-    p.add_argument("--temperature", type=float, default=1.0, help="temperature of --samples (default 1.0)")
+    p.add_argument("--temperature", type=float, default=1.0, help="temperature of --samples")
     p.add_argument("--embeddings", action="store_true", help="store the last-layer hidden state of each row")
     p.add_argument(
         "--topk-store", type=int, default=0, metavar="K", help="store each row's raw top K token ids and log-probs"
     )
-    p.add_argument("--batch-size", type=int, default=8, help="episodes or prompts per forward pass (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="episodes or prompts per forward pass")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument(
         "--checkpoint-every", type=int, default=64, metavar="N",
-        help="save progress every N episodes or prompts, rounded up to whole batches (default 64)",
+        help="save progress every N episodes or prompts, rounded up to whole batches",
     )
     p.add_argument("--restart", action="store_true", help="discard an unfinished run's OUT.partial/ and start over")
     p.set_defaults(run=_run)

@@ -19,7 +19,6 @@ def register(subparsers) -> None:
         "sbc",
         help="simulation-based calibration of the matrix or icl model (slow)",
         description=DESCRIPTION,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", metavar="MODEL", choices=("matrix", "icl"), help="matrix or icl")
     p.add_argument("--replications", type=int, default=100, help="simulated logs, each fitted once")

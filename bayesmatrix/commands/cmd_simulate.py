@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     embedding.add_argument("--cols", type=int, required=True)
     embedding.add_argument("--embed-dim", type=int, required=True)
     embedding.add_argument("--rank", type=int, required=True)
-    embedding.add_argument("--concentration", type=float, default=50.0, help="s (default 50)")
+    embedding.add_argument("--concentration", type=float, default=50.0, help="s")
     embedding.add_argument("--counts-per-row", type=int, default=0)
 
     for kind in (matrix, icl, mixture, embedding):
@@ -80,8 +80,8 @@ def _episode_options(p: argparse.ArgumentParser) -> None:
 def _updater_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decay", type=float, default=1.0, help="in (0, 1]; 1 = exchangeable (default)")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--tau", type=float, default=200.0, help="precision of the reported distribution (default 200)")
-    p.add_argument("--other-mass", type=float, default=0.0, help="mass on <other>, in [0, 1) (default 0)")
+    p.add_argument("--tau", type=float, default=200.0, help="precision of the reported distribution")
+    p.add_argument("--other-mass", type=float, default=0.0, help="mass on <other>, in [0, 1)")
 
 
 def parse_table(text: str, field: str) -> tuple[tuple[float, ...], ...]:

@@ -34,14 +34,14 @@ def register(subparsers) -> None:
     train.add_argument("--arch", choices=("llama", "gpt2"), default="llama", help="llama (rotary, default) or gpt2")
     train.add_argument("--window", type=int, metavar="W", help="sliding attention window (llama); 1 = self only")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--length", type=int, default=32, metavar="K", help="tokens per sequence (default 32)")
+    train.add_argument("--length", type=int, default=32, metavar="K", help="tokens per sequence")
     train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--lr", dest="learning_rate", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
+    train.add_argument("--lr", dest="learning_rate", type=float, default=3e-3, help="peak learning rate")
     train.add_argument("--warmup-steps", type=int, help="linear warm-up (default 5%% of --steps)")
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--eval-every", type=int, default=100, help="steps between learning-curve evaluations")
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
-    train.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    train.add_argument("--threads", type=int, default=1, help="torch threads")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     score.add_argument("--length", type=int, metavar="L", help="tokens per sequence (default: the training K)")
     score.add_argument("--seed", type=int, help="held-out seed (default: the fixed evaluation seed)")
     score.add_argument("--out", metavar="FILE", help="write the curve to FILE (.json or .csv)")
-    score.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    score.add_argument("--threads", type=int, default=1, help="torch threads")
     score.set_defaults(run=_eval)
 
     _register_loop(actions)
@@ -156,10 +156,10 @@ def _register_loop(actions) -> None:
     loop.add_argument("--observe", choices=("counts", "probs"), default="counts",
                       help="fit the tokens sampled from each row (counts, default) or the rows themselves "
                       "(probs, in float64)")
-    loop.add_argument("--episodes", type=int, default=64, help="episodes logged per model (default %(default)s)")
-    loop.add_argument("--num-warmup", type=int, default=200, help="default %(default)s")
-    loop.add_argument("--num-samples", type=int, default=200, help="draws per chain (default %(default)s)")
-    loop.add_argument("--seed", type=int, default=1, help="log and fit seed (default %(default)s)")
+    loop.add_argument("--episodes", type=int, default=64, help="episodes logged per model")
+    loop.add_argument("--num-warmup", type=int, default=200, help="NUTS warm-up steps per chain")
+    loop.add_argument("--num-samples", type=int, default=200, help="draws per chain")
+    loop.add_argument("--seed", type=int, default=1, help="log and fit seed")
     loop.set_defaults(run=_loop)
 
 

@@ -351,3 +351,40 @@ def test_help_of_every_subcommand(path, tmp_path):
     shown = bayesmatrix(*path.split(), "--help", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith(f"usage: bayesmatrix {path}")
+
+
+def parsers() -> dict[str, "argparse.ArgumentParser"]:
+    """Every subcommand's parser (nested actions included), by its command path."""
+    import argparse
+
+    from bayesmatrix.cli import build_parser
+
+    found = {}
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found[" ".join((*prefix, name))] = child
+                    walk(child, (*prefix, name))
+
+    walk(build_parser(), ())
+    return found
+
+
+def test_help_shows_every_default():
+    """An option with a default says what it is: the formatter adds it unless the help already speaks of it."""
+    import argparse
+
+    missing = []
+    for path, parser in parsers().items():
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            default = action.default
+            if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
+                continue
+            if action.help is argparse.SUPPRESS or "default" in (action.help or ""):
+                continue
+            if f"(default: {default})" not in text:
+                missing.append(f"{path} {action.option_strings[0]}")
+    assert missing == []
