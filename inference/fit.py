@@ -137,7 +137,7 @@ def fit(
     if options.batch_size is not None and "batch_size" not in model_parameters(spec):
         raise InputError(f"minibatches need a model that subsamples rows (embedding), not {options.model}",
                          field="batch_size")  # fmt: skip
-    check_destination(out, force)
+    check_destination(out, force, inputs=(log_path,))
     ds = read_log(log_path)
     model_input = prepare_for(ds, options)
     model_fn = spec.function

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from bayesmatrix.data.atomic import umask_mode
 from bayesmatrix.data.errors import InputError
@@ -65,13 +65,36 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def check_destination(out: str | os.PathLike, force: bool) -> Path:
-    """Refuse to overwrite an existing run directory unless ``force``; call before any work."""
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder that ``fit`` wrote (it holds run.json and posterior.nc)."""
+    path = Path(path)
+    return (path / RUN_FILE).is_file() and (path / POSTERIOR_FILE).is_file()
+
+
+def check_destination(out: str | os.PathLike, force: bool, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Refuse an ``out`` that exists unless ``force``; call before any work.
+
+    ``force`` replaces only a run directory (:func:`is_run_dir`), and never the
+    working directory or a folder holding one of ``inputs`` (the log being
+    fitted): replacing is deleting, and anything else there is the user's.
+    """
     out = Path(out)
-    if out.exists() and not force:
-        raise InputError("already exists; choose another run directory or pass force=True to replace it", file=str(out))
-    if out.exists() and not out.is_dir():
+    if not out.exists():
+        return out
+    if not out.is_dir():
         raise InputError("exists and is not a directory", file=str(out))
+    if not force:
+        raise InputError("already exists; choose another run directory or pass force=True to replace it", file=str(out))
+    where = out.resolve()
+    if Path.cwd().resolve().is_relative_to(where):
+        raise InputError("holds the working directory; a run directory is replaced whole, so choose a folder of its own",
+                         file=str(out))  # fmt: skip
+    for item in inputs:
+        if Path(item).resolve().is_relative_to(where):
+            raise InputError(f"holds the input {item}; replacing it would delete the input", file=str(out))
+    if not is_run_dir(out):
+        raise InputError(f"is not a run directory (no {RUN_FILE} and {POSTERIOR_FILE}), so it is not replaced",
+                         file=str(out))  # fmt: skip
     return out
 
 

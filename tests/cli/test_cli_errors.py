@@ -99,6 +99,21 @@ def test_fit_refuses_to_replace_a_run_directory(logs, capsys, tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_fit_force_deletes_nothing_that_is_not_a_run(logs, capsys, tmp_path):
+    """--force onto the folder of the log being fitted, or onto a folder of the user's: one line, nothing deleted."""
+    log = tmp_path / "data" / "icl.nc"
+    log.parent.mkdir()
+    log.write_bytes((logs / "icl.nc").read_bytes())
+    (tmp_path / "data" / "notes.txt").write_text("mine")
+    status, err = run_cli(["fit", str(log), "--model", "icl", "--force", "--out", str(log.parent), "--quiet"], capsys)
+    assert status == 2
+    assert_one_line(err, "holds the input")
+    assert sorted(p.name for p in log.parent.iterdir()) == ["icl.nc", "notes.txt"]
+    status, err = run_cli(["fit", str(log), "--model", "icl", "--force", "--out", str(tmp_path), "--quiet"], capsys)
+    assert status == 2
+    assert_one_line(err, "holds the input")
+
+
 def test_diagnose_and_compare_refuse_what_is_not_a_run(logs, capsys, tmp_path):
     status, err = run_cli(["diagnose", str(tmp_path)], capsys)
     assert status == 2

@@ -99,3 +99,36 @@ def test_run_directories_follow_the_umask(tmp_path, datatree):
 def test_run_json_is_plain_json(tmp_path, datatree):
     out = write_run_dir(tmp_path / "run", datatree, {"path": tmp_path, "values": np.arange(3)})
     assert json.loads((out / RUN_FILE).read_text()) == {"path": str(tmp_path), "values": [0, 1, 2]}
+
+
+def test_force_replaces_only_a_run_directory(tmp_path, datatree):
+    """Replacing is deleting: a folder that fit did not write keeps its files, forced or not."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a run directory"):
+        write_run_dir(folder, datatree, {}, force=True)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def test_force_never_replaces_the_folder_of_the_input(tmp_path, datatree):
+    run = write_run_dir(tmp_path / "run", datatree, {})
+    log = run / "log.nc"
+    log.write_text("the log being fitted")
+    with pytest.raises(InputError, match="holds the input"):
+        check_destination(run, force=True, inputs=(log,))
+    with pytest.raises(InputError, match="holds the input"):
+        check_destination(tmp_path, force=True, inputs=(log,))
+    assert log.read_text() == "the log being fitted"
+
+
+def test_force_never_replaces_the_working_directory(tmp_path, datatree, monkeypatch):
+    run = write_run_dir(tmp_path / "run", datatree, {})
+    monkeypatch.chdir(run)
+    with pytest.raises(InputError, match="working directory"):
+        check_destination(".", force=True)
+    (run / "plots").mkdir(exist_ok=True)
+    monkeypatch.chdir(run / "plots")
+    with pytest.raises(InputError, match="working directory"):
+        check_destination("..", force=True)
+    assert (run / "run.json").is_file()
