@@ -22,13 +22,28 @@ def umask_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~mask
 
 
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse an output path that names anything but a regular file (or nothing yet); call before the work.
+
+    Renaming over a device node, a FIFO or a folder would replace it (as root,
+    ``/dev/null`` itself); an empty path is the working directory.
+    """
+    from bayesmatrix.data.errors import InputError
+
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise InputError(f"is {kind}; give the path of a file to write", file=str(path))
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
 
     On any error the temporary file is removed and ``path`` is left untouched.
     """
-    path = Path(path)
+    path = check_output_file(path)
     parent = path.parent if str(path.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)

@@ -17,7 +17,10 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     from bayesmatrix.analysis.compare import compare_runs, format_comparison
+    from bayesmatrix.data.atomic import check_output_file
 
+    if args.out:
+        check_output_file(args.out)  # before the work, not after it
     comparison = compare_runs(args.runs)
     print(format_comparison(comparison))
     if args.out:

@@ -33,8 +33,10 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bayesmatrix.data.columns import read_columns
     from bayesmatrix.data.importers import import_jsonl
+    from bayesmatrix.data.atomic import check_output_file
     from bayesmatrix.data.llmlog import write_log
 
+    check_output_file(args.out)  # before the work, not after it
     columns = None if args.columns is None else [label for _, label in read_columns(args.columns)]
     log = import_jsonl(
         args.file,

@@ -111,9 +111,11 @@ def typed_options(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bayesmatrix.data.atomic import check_output_file
     from bayesmatrix.data.llmlog import write_log
     from bayesmatrix.inference.simulate import simulate
 
+    check_output_file(args.out)  # before the work, not after it
     log = simulate(args.kind, **typed_options(args))
     written = write_log(log, args.out)
     print(f"wrote {written}: {log.sizes['row']} rows x {log.sizes['col']} columns ({args.kind}, seed {args.seed})")

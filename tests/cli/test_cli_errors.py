@@ -3,6 +3,7 @@ exit status 2, no traceback, and no output created or changed."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,6 +113,21 @@ def test_fit_force_deletes_nothing_that_is_not_a_run(logs, capsys, tmp_path):
     status, err = run_cli(["fit", str(log), "--model", "icl", "--force", "--out", str(tmp_path), "--quiet"], capsys)
     assert status == 2
     assert_one_line(err, "holds the input")
+
+
+@pytest.mark.parametrize("command", [["simulate", "matrix", "--rows", "3", "--cols", "2"],
+                                     ["import", str(Path(__file__).resolve().parents[1] / "fixtures" / "openai_chat.jsonl")]])
+def test_out_onto_a_fifo_or_a_folder_is_refused_before_the_work(command, capsys, tmp_path):
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (fifo, tmp_path):
+        status, err = run_cli([*command, "--out", str(target)], capsys)
+        assert status == 2
+        assert_one_line(err, str(target))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_diagnose_and_compare_refuse_what_is_not_a_run(logs, capsys, tmp_path):

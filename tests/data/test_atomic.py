@@ -44,3 +44,21 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             raise RuntimeError("crash")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_an_output_that_is_not_a_regular_file_is_refused_untouched(tmp_path, kind):
+    from bayesmatrix.data.errors import InputError
+
+    if kind == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+    elif kind == "folder":
+        target = tmp_path
+    else:
+        target = "/dev/null"
+    before = os.stat(target)
+    with pytest.raises(InputError, match="not a regular file|a folder"):
+        write_text_atomic(target, "x")
+    after = os.stat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
