@@ -33,3 +33,15 @@ class InputError(ValueError):
     def renamed(self, field: str) -> "InputError":
         """The same error with the field shown under another name (a command-line flag)."""
         return InputError(self.reason, file=self.file, field=field, row=self.row)
+
+
+SEED_LIMIT = 2**32
+"""Seeds are whole numbers in ``[0, 2**32)``: JAX and NumPy keys take 32 bits, and a larger or
+negative seed would wrap silently onto another seed's draws."""
+
+
+def checked_seed(seed, field: str = "seed") -> int:
+    """``seed`` as an int in ``[0, 2**32)``, or an :class:`InputError` naming ``field``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise InputError(f"is {seed!r}; a seed is a whole number from 0 to {SEED_LIMIT - 1}", field=field)
+    return int(seed)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
-from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.llmlog import read_log
 from bayesmatrix.inference.svi import GUIDES
 
@@ -52,6 +52,7 @@ class FitOptions:
         object.__setattr__(self, "observe", observe)
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}", field="method")
+        checked_seed(self.seed)
         if self.guide not in GUIDES:
             raise InputError(f"unknown guide {self.guide!r}; choose one of {', '.join(GUIDES)}", field="guide")
         for name in ("num_samples", "num_chains", "components", "max_steps", "rank"):

@@ -99,7 +99,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmatrix.data.closed_forms import weighted_counts
-from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.llmlog import OTHER, make_log
 from bayesmatrix.inference.prepare import prepare
 from bayesmatrix.models import MODELS
@@ -620,7 +620,7 @@ def simulate(kind: str, **options: Any) -> xr.Dataset:
     - every kind: ``seed``.
     """
     get = options.get
-    seed = get("seed", 0)
+    seed = checked_seed(get("seed", 0))
     if kind == "matrix":
         alpha, weights = _matrix_prior(options)
         return simulate_matrix(

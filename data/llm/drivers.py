@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from bayesmatrix.data.columns import read_columns, read_text
-from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
 from bayesmatrix.data.llm.forward import RowOptions, _forward, _read_rows
 from bayesmatrix.data.llm.loading import DEFAULT_MODEL, DTYPES, LoadedModel, _context_limit, load_model
@@ -301,6 +301,7 @@ def run_log(
         raise InputError("give either task (an ICL task) or prompts (a prompt file)", field="task")
     _check_at_least(0, samples=samples, topk_store=topk_store)
     _check_at_least(1, batch_size=batch_size, checkpoint_every=checkpoint_every)
+    checked_seed(seed)
     if not (math.isfinite(temperature) and temperature > 0):
         raise InputError("must be positive", field="temperature")
     if dtype not in DTYPES:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from bayesmatrix.data.atomic import atomic_path, write_text_atomic
-from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.windtunnel.modeling import (
     TRAINING_RECORD,
     build_model,
@@ -91,6 +91,7 @@ class TrainOptions:
 
     def __post_init__(self):
         get_world(self.world)
+        checked_seed(self.seed)
         positive = ("steps", "length", "batch_size", "eval_every", "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:

@@ -168,3 +168,34 @@ def test_end_to_end_in_a_fresh_process(logs, argv, fragments, tmp_path):
     assert_one_line(completed.stderr, *fragments)
     assert completed.stdout == ""
     assert not (tmp_path / "out.nc").exists()
+
+
+SHIPPED_WORLD_MODEL = str(Path(__file__).resolve().parents[2] / "data" / "shipped" / "windtunnel" / "dirichlet")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), str(2**70)])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["simulate", "matrix", "--rows", "3", "--cols", "2"],
+        ["log", "--model", SHIPPED_WORLD_MODEL, "--task", "windtunnel-dirichlet", "--episodes", "1"],
+        ["windtunnel", "train", "--world", "dirichlet", "--steps", "2"],
+    ],
+    ids=["simulate", "log", "windtunnel-train"],
+)
+def test_seeds_outside_32_bits_are_one_line(command, seed, capsys, tmp_path):
+    """A negative or too large seed would wrap onto another seed's draws (or overflow): refused, nothing written."""
+    out = tmp_path / "out"
+    status, err = run_cli([*command, "--seed", seed, "--out", str(out)], capsys)
+    assert status == 2
+    assert_one_line(err, "--seed", seed)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_fit_seed_outside_32_bits_is_refused_before_sampling(logs, seed, capsys, tmp_path):
+    out = tmp_path / "run"
+    status, err = run_cli(["fit", str(logs / "matrix.nc"), "--model", "matrix", "--seed", seed, "--out", str(out)], capsys)
+    assert status == 2
+    assert_one_line(err, "--seed", seed)
+    assert not out.exists()
