@@ -72,11 +72,24 @@ def compare_runs(run_dirs) -> Comparison:
         raise InputError("compare needs at least two run directories", field="RUN_DIR")
     runs = [read_run(path) for path in run_dirs]
     first = runs[0]
+    seen = {}
+    for run in runs:
+        where = run.path.resolve()
+        if where in seen:
+            raise InputError(f"is given twice (as {seen[where]} too); compare each run once", file=str(run.path))
+        seen[where] = run.path
     for run in runs[1:]:
         if run.info.get("data_sha256") != first.info.get("data_sha256"):
             raise InputError(
                 f"was fitted to {run.info.get('data_file')!r}, not the log of {first.path} "
                 f"({first.info.get('data_file')!r}); LOO compares runs on the same observations only",
+                file=str(run.path),
+            )
+        observed, first_observed = (list(r.info.get("options", {}).get("observe", ["probs"])) for r in (run, first))
+        if observed != first_observed:
+            raise InputError(
+                f"observes {','.join(observed)}, but {first.path} observes {','.join(first_observed)}; "
+                "LOO compares densities of the same observations only",
                 file=str(run.path),
             )
         if run.info.get("columns") != first.info.get("columns"):

@@ -140,6 +140,7 @@ def fit(
                          field="batch_size")  # fmt: skip
     check_destination(out, force, inputs=(log_path,))
     ds = read_log(log_path)
+    data_sha256 = file_sha256(log_path)  # the file as just read, not as it may be after sampling
     model_input = prepare_for(ds, options)
     model_fn = spec.function
     # A sufficient statistic where the model takes one (prepare); per-row data for LOO and predictions.
@@ -201,7 +202,7 @@ def fit(
         "options": dataclasses.asdict(options),
         "seed": options.seed,
         "data_file": Path(log_path).name,
-        "data_sha256": file_sha256(log_path),
+        "data_sha256": data_sha256,
         "data_model": ds.attrs.get("model", ""),
         "columns": list(model_input.columns),
         "num_rows": int(ds.sizes["row"]),
