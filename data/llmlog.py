@@ -194,9 +194,12 @@ def validate_log(ds: xr.Dataset, file: str) -> None:
     columns = [str(c) for c in ds["col"].values]
     if not columns or columns[-1] != OTHER:
         raise InputError(f"the last column must be {OTHER!r}", file=file, field="col")
-    if len(set(columns)) != len(columns):
-        duplicate = next(c for c in columns if columns.count(c) > 1)
-        raise InputError(f"column {duplicate!r} appears twice", file=file, field="col")
+    first_index: dict[str, int] = {}
+    for index, column in enumerate(columns):  # one pass: a count per label is quadratic in the columns
+        if column in first_index:
+            raise InputError(f"column {column!r} appears twice (columns {first_index[column]} and {index})",
+                             file=file, field="col")  # fmt: skip
+        first_index[column] = index
     if "col_token_id" not in ds.coords or ds["col_token_id"].dims != ("col",):
         raise InputError("missing coordinate col_token_id (col)", file=file, field="col_token_id")
     if int(ds["col_token_id"].values[-1]) != -1:

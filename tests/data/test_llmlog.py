@@ -117,3 +117,11 @@ def test_invalid_log_is_never_written(tmp_path):
 
 def test_dataset_type():
     assert isinstance(small_log(), xr.Dataset)
+
+
+@pytest.mark.timeout(60)
+def test_a_duplicate_column_among_many_is_found_in_one_pass():
+    """200,000 columns with the duplicate at the end: named with both places (a count per label took minutes)."""
+    columns = [f"t{i}" for i in range(200_000)] + ["t199999", OTHER]
+    with pytest.raises(InputError, match=r"column 't199999' appears twice \(columns 199999 and 200000\)"):
+        make_log(np.full((1, len(columns)), 1.0 / len(columns)), columns, model="test")
