@@ -155,22 +155,28 @@ def import_jsonl(
         raise InputError("no columns: no row reports a token other than <other>", file=file, field="top_logprobs")
     probs = np.array([[row.get(label, 0.0) for label in labels] for row in rows], dtype=np.float64)
     other = np.maximum(1.0 - probs.sum(axis=1, keepdims=True), 0.0)
-    return make_log(
-        np.concatenate([probs, other], axis=1),
-        [*labels, OTHER],
-        model=",".join(sorted(models)) or "unknown",
-        task={
-            "kind": "import",
-            "positions": "all" if all_positions else "first",
-            "prompt_positions": prompt_positions,
-            "columns": "given" if columns is not None else "topk",
-            "topk": topk,
-        },
-        prompt=prompts,
-        source_file=Path(path).name,
-        source_sha256=hashlib.sha256(raw).hexdigest(),
-        format=format if format != "auto" else ",".join(sorted(formats)),
-    )
+    try:
+        return make_log(
+            np.concatenate([probs, other], axis=1),
+            [*labels, OTHER],
+            model=",".join(sorted(models)) or "unknown",
+            task={
+                "kind": "import",
+                "positions": "all" if all_positions else "first",
+                "prompt_positions": prompt_positions,
+                "columns": "given" if columns is not None else "topk",
+                "topk": topk,
+            },
+            prompt=prompts,
+            source_file=Path(path).name,
+            source_sha256=hashlib.sha256(raw).hexdigest(),
+            format=format if format != "auto" else ",".join(sorted(formats)),
+        )
+    except InputError as error:
+        if error.field != "col":
+            raise
+        # a token the log cannot hold (a NUL, a lone surrogate): say which file it came from
+        raise InputError(f"a token of the responses: {error.reason}", file=file, field="token") from None
 
 
 def _top_columns(rows: list[dict[str, float]], topk: int | None) -> list[str]:

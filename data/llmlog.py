@@ -84,6 +84,8 @@ def make_log(
     attributes (dicts and lists become JSON strings, ``None`` is dropped).
     ``position`` defaults to the row totals of ``context_counts``.
     """
+    # before NumPy's fixed-width strings, which drop a trailing NUL without a word
+    _check_labels([str(column) for column in columns], "<in memory>")
     probs = np.asarray(probs, dtype=np.float64)
     if col_token_id is None:
         col_token_id = [-1] * len(columns)
@@ -179,6 +181,27 @@ def read_log(path: str | os.PathLike) -> xr.Dataset:
     return ds
 
 
+def _check_labels(columns: list[str], file: str) -> None:
+    """Column labels that netCDF stores as given: no NUL, no lone surrogate, each once (in one pass)."""
+    first_index: dict[str, int] = {}
+    for index, column in enumerate(columns):  # a count per label would be quadratic in the columns
+        if "\x00" in column or _unencodable(column):
+            raise InputError(f"column {index} ({column!r}) holds a NUL or a character UTF-8 cannot store; "
+                             "netCDF would cut or refuse it", file=file, field="col")  # fmt: skip
+        if column in first_index:
+            raise InputError(f"column {column!r} appears twice (columns {first_index[column]} and {index})",
+                             file=file, field="col")  # fmt: skip
+        first_index[column] = index
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return True
+    return False
+
+
 def validate_log(ds: xr.Dataset, file: str) -> None:
     """Check a log against the contract; raise :class:`InputError` at the first violation."""
     schema = ds.attrs.get("schema")
@@ -194,12 +217,7 @@ def validate_log(ds: xr.Dataset, file: str) -> None:
     columns = [str(c) for c in ds["col"].values]
     if not columns or columns[-1] != OTHER:
         raise InputError(f"the last column must be {OTHER!r}", file=file, field="col")
-    first_index: dict[str, int] = {}
-    for index, column in enumerate(columns):  # one pass: a count per label is quadratic in the columns
-        if column in first_index:
-            raise InputError(f"column {column!r} appears twice (columns {first_index[column]} and {index})",
-                             file=file, field="col")  # fmt: skip
-        first_index[column] = index
+    _check_labels(columns, file)
     if "col_token_id" not in ds.coords or ds["col_token_id"].dims != ("col",):
         raise InputError("missing coordinate col_token_id (col)", file=file, field="col_token_id")
     if int(ds["col_token_id"].values[-1]) != -1:

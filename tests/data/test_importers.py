@@ -317,3 +317,13 @@ def test_cli_error_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     assert not out.exists() and list(tmp_path.iterdir()) == [path]
     assert main(["import", str(CHAT), "--topk", "0", "--out", str(out)]) == 2
     assert "--topk" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_token_holding_nul_is_one_line_naming_the_file(tmp_path, capsys):
+    """netCDF strings cannot hold a NUL: NumPy would drop it and two tokens could become one column."""
+    path = write_lines(tmp_path, chat_line([(" H", -0.5), ("a\x00", -1.5), ("a", -2.0)]))
+    out = tmp_path / "out.nc"
+    assert main(["import", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "field 'token'" in err and "NUL" in err
+    assert not out.exists()

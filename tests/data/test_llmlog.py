@@ -125,3 +125,9 @@ def test_a_duplicate_column_among_many_is_found_in_one_pass():
     columns = [f"t{i}" for i in range(200_000)] + ["t199999", OTHER]
     with pytest.raises(InputError, match=r"column 't199999' appears twice \(columns 199999 and 200000\)"):
         make_log(np.full((1, len(columns)), 1.0 / len(columns)), columns, model="test")
+
+
+@pytest.mark.parametrize("label", ["a\x00", "\x00", "\ud800b"])
+def test_labels_netcdf_cannot_store_are_refused(label):
+    with pytest.raises(InputError, match="NUL or a character UTF-8 cannot store"):
+        make_log(np.array([[0.5, 0.5]]), [label, OTHER], model="test")
