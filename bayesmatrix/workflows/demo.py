@@ -244,35 +244,25 @@ def _consistency(loaded, settings: DemoSettings, seed: int) -> list[Any]:
     from bayesmatrix.data.tasks import get_task
 
     coin = get_task("coin")
+    cases = [("SmolLM2 (coin)", loaded, coin)]
+    windtunnel = _windtunnel()
+    if windtunnel is not None:
+        wind_model, task = windtunnel
+        cases.append((f"wind tunnel ({task.name})", wind_model, task))
     results = [
         check(
-            "SmolLM2 (coin)",
-            task_predictive(loaded, coin),
-            coin.categories,
-            task_multisets(coin, settings.multisets, settings.path_length, seed),
+            name,
+            task_predictive(model, task),
+            task.categories,
+            task_multisets(task, settings.multisets, settings.path_length, seed),
             num_orders=settings.orders,
             num_paths=settings.paths,
             length=settings.path_length,
             seed=seed,
             progress=True,
         )
+        for name, model, task in cases
     ]
-    windtunnel = _windtunnel()
-    if windtunnel is not None:
-        wind_model, task = windtunnel
-        results.append(
-            check(
-                f"wind tunnel ({task.name})",
-                task_predictive(wind_model, task),
-                task.categories,
-                task_multisets(task, settings.multisets, settings.path_length, seed),
-                num_orders=settings.orders,
-                num_paths=settings.paths,
-                length=settings.path_length,
-                seed=seed,
-                progress=True,
-            )
-        )
     return results
 
 
