@@ -109,12 +109,35 @@ def _unique_names(runs) -> list[str]:
     return [f"{label} [{run.path.name}]" for label, run in zip(labels, runs)]
 
 
+DISTINGUISHABLE_SE = 2.0
+"""A difference in elpd smaller than this many of its standard errors does not tell two models apart."""
+
+
+def verdict(table) -> str:
+    """One sentence that claims no more than the table: which runs LOO cannot tell from the best.
+
+    ``table`` is :attr:`Comparison.table` (best first, ``elpd_diff`` and its standard error ``dse``).
+    """
+    labels = [str(label) for label in table.index]
+    best = labels[0]
+    level = []
+    for label, diff, dse in zip(labels[1:], table["elpd_diff"].iloc[1:], table["dse"].iloc[1:]):
+        if not np.isfinite(diff) or not np.isfinite(dse) or diff <= DISTINGUISHABLE_SE * dse:
+            level.append(f"{label} ({diff:.1f} ± {dse:.1f})")
+    if not level:
+        return f"LOO prefers {best}: every other run is more than {DISTINGUISHABLE_SE:g} standard errors behind."
+    return (f"LOO ranks {best} first, but {', '.join(level)} "
+            f"{'is' if len(level) == 1 else 'are'} within {DISTINGUISHABLE_SE:g} standard errors of it: "
+            "not distinguishable, so each of these explanations stays in play.")  # fmt: skip
+
+
 def format_comparison(comparison: Comparison) -> str:
     import pandas as pd
 
     columns = [c for c in ("rank", "elpd", "p", "elpd_diff", "dse", "se", "weight", "warning", "bad_pareto_k") if c in comparison.table]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         text = comparison.table[columns].to_string(float_format=lambda v: f"{v:.2f}")
+    text += "\n" + verdict(comparison.table)
     if comparison.warnings:
         text += "\nWARNINGS:\n" + "\n".join(f"  - {w}" for w in comparison.warnings)
     return text

@@ -38,3 +38,25 @@ def test_the_same_run_twice_is_refused(tmp_path):
     run = a_run(tmp_path / "run")
     with pytest.raises(InputError, match="given twice"):
         compare_runs([run, tmp_path / "." / "run"])
+
+
+def comparison_table(diffs, dses):
+    import pandas as pd
+
+    labels = ["best"] + [f"run{i}" for i in range(len(diffs))]
+    return pd.DataFrame({"elpd_diff": [0.0, *diffs], "dse": [0.0, *dses]}, index=labels)
+
+
+def test_verdict_names_every_run_within_two_standard_errors():
+    from bayesmatrix.analysis.compare import verdict
+
+    text = verdict(comparison_table([11.4, 30.0, 3.0], [5.7, 4.0, 2.0]))
+    assert "not distinguishable" in text and "run0 (11.4 ± 5.7)" in text and "run2 (3.0 ± 2.0)" in text
+    assert "run1" not in text and text.startswith("LOO ranks best first")
+
+
+def test_verdict_prefers_only_beyond_two_standard_errors():
+    from bayesmatrix.analysis.compare import verdict
+
+    text = verdict(comparison_table([11.5, 40.0], [5.7, 4.0]))
+    assert text.startswith("LOO prefers best") and "not distinguishable" not in text

@@ -112,6 +112,7 @@ def a_comparison(out: Path, completed: Completed) -> None:
 
     table = pd.read_csv(out, index_col=0)
     assert len(table) == 2 and "elpd" in table.columns
+    assert "LOO prefers" in completed.stdout or "not distinguishable" in completed.stdout  # the verdict line
 
 
 def an_html_report(out: Path, completed: Completed) -> None:
