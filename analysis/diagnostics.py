@@ -122,8 +122,9 @@ def diagnose(run_dir) -> Diagnosis:
     return diagnose_datatree(run.datatree, run.info.get("method"), run.info.get("converged"))
 
 
-def format_diagnosis(diagnosis: Diagnosis, title: str = "") -> str:
-    """A plain-text report of a diagnosis, for the terminal."""
+def format_diagnosis(diagnosis: Diagnosis, title: str = "", max_entries: int = 12) -> str:
+    """A plain-text report of a diagnosis, for the terminal: sites of more than ``max_entries``
+    entries (an embedding's loadings) fold into one line each (:func:`folded_table`)."""
     import pandas as pd
 
     lines = []
@@ -143,11 +144,65 @@ def format_diagnosis(diagnosis: Diagnosis, title: str = "") -> str:
                 f"last-500 mean loss {np.mean(tail):.4g}, plateau: {diagnosis.svi_converged}"
             )
     columns = [c for c in ("mean", "sd", "eti94_lb", "eti94_ub", "ess_bulk", "ess_tail", "r_hat", "flag") if c in diagnosis.table]
-    with pd.option_context("display.width", 160, "display.max_rows", 200, "display.max_columns", 20):
-        lines.append(diagnosis.table[columns].to_string(float_format=lambda v: f"{v:.4g}"))
+    table, folded = folded_table(diagnosis.table[columns], max_entries)
+    with pd.option_context("display.width", 160, "display.max_rows", None, "display.max_columns", 20):
+        lines.append(table.to_string(float_format=lambda v: f"{v:.4g}", na_rep=""))
+    if folded:
+        lines.append(f"({', '.join(folded)}: one line each, the worst R-hat and least ESS of their entries; "
+                     "every entry is in the run's summary.csv)")  # fmt: skip
     if diagnosis.flags:
         lines.append("FAILED CHECKS:")
-        lines.extend(f"  - {flag}" for flag in diagnosis.flags)
+        lines.extend(f"  - {flag}" for flag in folded_flags(diagnosis.flags, max_entries))
     else:
         lines.append("all checks passed")
     return "\n".join(lines)
+
+
+def _site_of(label: str) -> str:
+    return str(label).split("[", 1)[0]
+
+
+def folded_table(table, max_entries: int = 12):
+    """The summary with each site of more than ``max_entries`` entries folded into one row.
+
+    A folded row holds the site's shape in its label, the largest R-hat, the
+    smallest bulk and tail ESS and how many entries are flagged; the other
+    columns are left empty (a mean of 2,000 loadings says nothing). Returns
+    ``(table, names of the folded sites)``.
+    """
+    import pandas as pd
+
+    sites = [_site_of(label) for label in table.index]
+    sizes = pd.Series(sites).value_counts()
+    rows, labels, folded = [], [], []
+    for site in dict.fromkeys(sites):
+        part = table[[name == site for name in sites]]
+        if sizes[site] <= max_entries:
+            rows.extend(row for _, row in part.iterrows())
+            labels.extend(part.index)
+            continue
+        folded.append(site)
+        summary = pd.Series(np.nan, index=table.columns, dtype=object)
+        for column, worst in (("ess_bulk", "min"), ("ess_tail", "min"), ("r_hat", "max")):
+            if column in part:
+                summary[column] = getattr(part[column].astype(float), worst)()
+        if "flag" in part:
+            flagged = int((part["flag"].astype(str) != "").sum())
+            summary["flag"] = f"{flagged} of {len(part)} flagged" if flagged else ""
+        rows.append(summary)
+        labels.append(f"{site} ({len(part)} entries)")
+    return pd.DataFrame(rows, index=labels, columns=table.columns), folded
+
+
+def folded_flags(flags: list[str], max_entries: int = 12) -> list[str]:
+    """Failed checks, those of a site with more than ``max_entries`` failing entries as one line."""
+    by_site: dict[str, list[str]] = {}
+    for flag in flags:
+        by_site.setdefault(_site_of(flag.split(":", 1)[0]) if "[" in flag.split(":", 1)[0] else flag, []).append(flag)
+    lines = []
+    for site, site_flags in by_site.items():
+        if len(site_flags) > max_entries:
+            lines.append(f"{site}: {len(site_flags)} entries fail their checks (first: {site_flags[0]})")
+        else:
+            lines.extend(site_flags)
+    return lines

@@ -1,0 +1,40 @@
+"""What diagnose prints: global sites in full, large arrays folded to one line with their worst checks."""
+
+import numpy as np
+
+from bayesmatrix.analysis.diagnostics import diagnose_datatree, folded_flags, format_diagnosis
+
+
+def embedding_like_tree(stuck_entries=0):
+    import arviz_base as azb
+
+    rng = np.random.default_rng(0)
+    U = rng.normal(size=(2, 200, 30, 4))
+    U[1, :, :stuck_entries // 4 + (stuck_entries % 4 > 0), :] += 5.0  # chain 1 elsewhere: R-hat far above 1.01
+    return azb.from_dict(
+        {
+            "posterior": {"s": rng.gamma(3.0, size=(2, 200)), "U": U},
+            "sample_stats": {"diverging": np.zeros((2, 200), bool), "energy": rng.normal(size=(2, 200))},
+        },
+        dims={"U": ["col", "rank"]},
+    )
+
+
+def test_a_large_site_is_one_line_with_its_worst_r_hat():
+    tree = embedding_like_tree(stuck_entries=40)
+    diagnosis = diagnose_datatree(tree, "nuts")
+    text = format_diagnosis(diagnosis)
+    assert len(text.splitlines()) < 30, text
+    folded = [line for line in text.splitlines() if line.startswith("U (120 entries)")]
+    assert len(folded) == 1
+    entries = diagnosis.table.loc[[label.startswith("U[") for label in diagnosis.table.index]]
+    flagged = int((entries["flag"] != "").sum())
+    assert flagged >= 40  # the 40 stuck entries, and any that fail by chance
+    assert f"{entries['r_hat'].max():.4g}" in folded[0] and f"{flagged} of 120 flagged" in folded[0]
+    assert any(line.startswith("s ") for line in text.splitlines())  # the global site in full
+    assert f"U: {flagged} entries fail their checks" in text
+
+
+def test_small_sites_and_few_flags_stay_in_full():
+    flags = ["m[a]: r_hat 1.05 > 1.01", "m[b]: r_hat 1.02 > 1.01", "12 divergent transitions after warm-up"]
+    assert folded_flags(flags) == flags
