@@ -23,6 +23,8 @@ from bayesmatrix.data.errors import InputError
 DEFAULT_CHECKPOINT_EVERY = 64
 PARTIAL_SUFFIX = ".partial"
 _MANIFEST_FORMAT = "bayesmatrix.log-partial/1"
+MISSING_MANIFEST = "manifest.json"
+"""What :class:`UnfinishedRunError` names as changed when chunks lie in the folder without a manifest."""
 
 
 class UnfinishedRunError(InputError):
@@ -33,9 +35,11 @@ class UnfinishedRunError(InputError):
 
     def __init__(self, folder: str, changed: Sequence[str], way_out: str = "delete it or rerun with restart=True"):
         self.changed = tuple(changed)
-        super().__init__(
-            f"holds an unfinished run with different arguments ({', '.join(self.changed)}); {way_out}", file=folder
-        )
+        if self.changed == (MISSING_MANIFEST,):
+            what = "holds finished chunks but no manifest.json, so nothing says which run they belong to"
+        else:
+            what = f"holds an unfinished run with different arguments ({', '.join(self.changed)})"
+        super().__init__(f"{what}; {way_out}", file=folder)
 
 
 class Checkpoint:
@@ -62,6 +66,10 @@ class Checkpoint:
         """
         path = self.folder / "manifest.json"
         if not path.exists():
+            # Chunks without their manifest (deleted by hand, or saved by a straggling second run
+            # after the first removed the folder) could be any run's: never resume from them.
+            if any(self.folder.glob("*.npz")):
+                raise UnfinishedRunError(str(self.folder), (MISSING_MANIFEST,))
             return
         try:
             existing = json.loads(path.read_text(encoding="utf-8"))
@@ -89,6 +97,11 @@ class Checkpoint:
             return {name: stored[name] for name in stored.files}
 
     def save(self, phase: str, index: int, arrays: dict[str, np.ndarray]) -> None:
+        if not (self.folder / "manifest.json").is_file():
+            # The folder went away under this run (another run of the same OUT finished and removed
+            # it): recreating it would leave a chunk with no manifest for a later run to trust.
+            raise InputError("was removed while this run was writing to it (did another run of the same "
+                             "output finish?); run the command again", file=str(self.folder))  # fmt: skip
         _atomic_write(self._chunk(phase, index), lambda handle: np.savez(handle, **arrays))
 
     def remove(self) -> None:

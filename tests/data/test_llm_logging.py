@@ -328,6 +328,42 @@ def test_other_arguments_with_a_partial_run_need_restart(tiny_folder, tmp_path, 
     assert read_log(out).attrs["seed"] == 1 and not partial.exists()
 
 
+def test_chunks_without_their_manifest_are_never_trusted(tiny_folder, tmp_path, capsys):
+    """A seed-0 chunk whose manifest is gone (deleted by hand, or left by a straggler) must not end up in a
+    seed-1 log: the folder is refused in one line until --restart."""
+    from bayesmatrix.data.llm import Checkpoint
+
+    out = tmp_path / "coin.nc"
+    partial = Path(f"{out}.partial")
+    common = dict(model=str(tiny_folder), task="coin", episodes=4, length=3, progress=False)
+    checkpoint = Checkpoint(partial, {"seed": 0})
+    checkpoint.open()
+    checkpoint.save("episodes", 0, {"probs": np.zeros((2, 3))})
+    (partial / "manifest.json").unlink()
+    with pytest.raises(InputError, match="holds finished chunks but no manifest.json"):
+        run_log(out, seed=1, **common)
+    argv = ["--model", str(tiny_folder), "--task", "coin", "--episodes", "4", "--length", "3", "--seed", "1"]
+    status, err = _cli([*argv, "--out", str(out)], capsys)
+    assert status == 2 and err.count("\n") == 1 and "no manifest.json" in err and "--restart" in err
+    assert not out.exists()
+    run_log(out, seed=1, restart=True, **common)
+    assert read_log(out).attrs["seed"] == 1 and not partial.exists()
+
+
+def test_a_straggler_does_not_recreate_a_removed_folder(tmp_path):
+    """The second of two runs on one output: once the first finished and removed the folder, saving a chunk
+    is an error, not a new folder holding one chunk and no manifest."""
+    from bayesmatrix.data.llm import Checkpoint
+
+    folder = tmp_path / "out.nc.partial"
+    straggler = Checkpoint(folder, {"seed": 0})
+    straggler.open()
+    Checkpoint(folder, {"seed": 0}).remove()  # the other run finished
+    with pytest.raises(InputError, match="was removed while this run was writing to it"):
+        straggler.save("episodes", 1, {"probs": np.zeros((2, 3))})
+    assert not folder.exists()
+
+
 def test_finished_chunks_are_read_back_and_missing_ones_recomputed(tiny, tmp_path):
     from bayesmatrix.data.llm import Checkpoint
 
