@@ -95,4 +95,5 @@ def _run(args) -> int:
     print(format_diagnosis(diagnosis, title=f"{args.model} by {args.method}: {result.path}"))
     if diagnosis.flags and args.method == "nuts" and not args.x64:
         print("hint: this fit ran in float32; a precise log (a large fitted tau or strength) needs --x64")
+    print(f"wrote {result.path} (posterior.nc, run.json, summary.csv{'' if args.no_plots else ', plots/'})")
     return 0

@@ -96,6 +96,7 @@ def a_run(method: str):
         from bayesmatrix.inference.rundir import read_run
 
         run = read_run(out)
+        assert completed.stdout.strip().splitlines()[-1].startswith(f"wrote {out}")
         assert "posterior" in run.datatree.children
         assert run.info["method"] == method
         assert (out / "summary.csv").is_file()
