@@ -4,7 +4,7 @@
 
 Why not one pytest process: a single process that compiles every XLA program of
 the suite has crashed inside XLA's CPU compiler (a segmentation fault late in
-the session, at a test that passes on its own); a fresh interpreter per folder
+the pytest run, at a test that passes on its own); a fresh interpreter per folder
 keeps each process's compilations to a sixth of the suite. Why two lanes: the
 machines this runs on have two cores and most tests use one. Each folder's
 output is printed whole when it finishes; the last line counts every folder's
