@@ -22,7 +22,8 @@ are imported on first use.
 
 import importlib
 
-from bayesmatrix.data.windtunnel.worlds import WORLDS, Episodes, World, episodes, get_world, kl_bits
+from bayesmatrix.data.closed_forms import kl_bits
+from bayesmatrix.data.windtunnel.worlds import WORLDS, Episodes, World, episodes, get_world
 
 # name -> the submodule that defines it, imported when the name is first used
 _LAZY = {

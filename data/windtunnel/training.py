@@ -45,7 +45,8 @@ from bayesmatrix.data.windtunnel.modeling import (
     model_predictive,
     receptive_field,
 )
-from bayesmatrix.data.windtunnel.worlds import get_world, held_out_rng, kl_bits, train_rng
+from bayesmatrix.data.closed_forms import kl_bits
+from bayesmatrix.data.windtunnel.worlds import get_world, held_out_rng, train_rng
 
 CHECKPOINT = "checkpoint.pt"
 LEARNING_CURVE = "learning_curve.csv"

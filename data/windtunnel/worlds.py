@@ -36,7 +36,6 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.closed_forms import categorical, mixture_predictive
-from bayesmatrix.data.closed_forms import kl_bits  # noqa: F401 - scoring code reads it from here too
 
 BOS = "<bos>"
 PAD = "<pad>"

@@ -165,9 +165,9 @@ def test_kl_bits_zero_terms_broadcasting_and_support_mismatch():
 
 def test_analysis_and_the_wind_tunnel_score_with_the_same_kl():
     from bayesmatrix.analysis import metrics
-    from bayesmatrix.data.windtunnel import worlds
+    from bayesmatrix.data.windtunnel import evaluation
 
-    assert metrics.kl_bits is kl_bits and worlds.kl_bits is kl_bits
+    assert metrics.kl_bits is kl_bits and evaluation.kl_bits is kl_bits
 
 
 # --- categorical draws -------------------------------------------------------
