@@ -49,9 +49,10 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from bayesmatrix.data.atomic import write_text_atomic
+from bayesmatrix.data.catalog import CORPUS_PROMPTS, resolve
 from bayesmatrix.data.errors import InputError
 
-SHIPPED_CORPUS = Path(__file__).parent / "shipped" / "corpus" / "prompts.jsonl"
+SHIPPED_CORPUS = CORPUS_PROMPTS  # the name "corpus:prompts"
 SEED = 20250
 DOC_PROMPTS = 1600
 MIN_SENTENCE_WORDS = 6
@@ -252,7 +253,8 @@ def corpus_jsonl(records: list[CorpusRecord]) -> str:
 
 
 def read_corpus(path: str | Path = SHIPPED_CORPUS) -> list[CorpusRecord]:
-    """The records of a corpus file written by :func:`write_corpus`."""
+    """The records of a corpus file written by :func:`write_corpus` (or its name, ``"corpus:prompts"``)."""
+    path = resolve(path, field="prompts")
     records = []
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         try:

@@ -9,8 +9,8 @@ DESCRIPTION = """\
 Build the prompt corpus for embedding compression: every templated factual
 prompt plus prefixes of standard-library docstring sentences, drawn with one
 seed. The output is JSON Lines (fields prompt, source, group); `bayesmatrix log
---prompts` reads it. The shipped file was built with CPython 3.11.7, whose
-docstrings it depends on. Details: README.md, section Embedding compression.
+--prompts` reads it (the shipped file by its name: `--prompts corpus:prompts`).
+The shipped file was built with CPython 3.11.7, whose docstrings it depends on. Details: README.md, section Embedding compression.
 """
 
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", help="JSON Lines file to write (default: the shipped data/shipped/corpus/prompts.jsonl)")
+    p.add_argument("--out", help="JSON Lines file to write (default: the shipped corpus, corpus:prompts)")
     p.add_argument("--seed", type=int, default=SEED, help="seed of the documentation draw")
     p.add_argument("--doc-prompts", type=int, default=DOC_PROMPTS,
                    help="documentation prefixes to draw")

@@ -15,7 +15,8 @@ def register(subparsers) -> None:
         "plot (README, \"Embedding compression\"). With --shrink, write the log with only the study's columns "
         "instead.",
     )
-    p.add_argument("log", metavar="LOG", help="LLM log with 'embedding' (bayesmatrix log --embeddings)")
+    p.add_argument("log", metavar="LOG", help="LLM log with 'embedding' (bayesmatrix log --embeddings), or "
+                   "corpus:smollm2, the shipped log of SmolLM2 on the corpus")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="DIR", help="folder for the tables, summary.json and the plot")
     target.add_argument("--shrink", metavar="FILE",
@@ -49,11 +50,12 @@ def parse_ranks(text: str) -> tuple[int, ...]:
 
 
 def _run(args) -> int:
+    from bayesmatrix.data.catalog import resolve
     from bayesmatrix.data.errors import InputError
     from bayesmatrix.data.llmlog import OTHER, read_log
 
     ranks = parse_ranks(args.ranks)
-    ds = read_log(args.log)
+    ds = read_log(resolve(args.log, field="log"))
     if args.shrink is not None:
         from bayesmatrix.analysis.embedding.study import shrink_log
         from bayesmatrix.data.llmlog import write_log

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         "summary.csv, plots/). The models are listed in README, \"Models\"; a model of your own is "
         "fitted as --model MODULE:ATTRIBUTE.",
     )
-    p.add_argument("log", metavar="LOG", help="LLM log (netCDF) from `log`, `import` or `simulate`")
+    p.add_argument("log", metavar="LOG", help="LLM log (netCDF) from `log`, `import` or `simulate`, or the "
+                   "shipped corpus:smollm2")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--method", choices=("nuts", "svi"), default="nuts")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
@@ -88,9 +89,10 @@ def _run(args) -> int:
 
     from bayesmatrix.analysis.diagnostics import diagnose_datatree, format_diagnosis
     from bayesmatrix.analysis.plots import run_figures
+    from bayesmatrix.data.catalog import resolve
     from bayesmatrix.inference.fit import fit
 
-    result = fit(args.log, options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
+    result = fit(resolve(args.log, field="log"), options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
     diagnosis = diagnose_datatree(result.datatree, args.method, result.info.get("converged"))
     print(format_diagnosis(diagnosis, title=f"{args.model} by {args.method}: {result.path}"))
     if diagnosis.flags and args.method == "nuts" and not args.x64:

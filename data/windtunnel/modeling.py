@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from bayesmatrix.data.catalog import WINDTUNNEL_DIR, WINDTUNNEL_RECORD, resolve, windtunnel_model
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.windtunnel.worlds import BOS, PAD, SPECIAL_TOKENS, UNK, World
 
@@ -43,8 +44,8 @@ NUM_HEADS = 4
 # The gated Llama MLP has three matrices where GPT-2's has two of width 4 x 64;
 # 172 makes the two architectures' parameter counts about equal.
 LLAMA_INTERMEDIATE_SIZE = 172
-TRAINING_RECORD = "training.json"
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped" / "windtunnel"
+TRAINING_RECORD = WINDTUNNEL_RECORD
+SHIPPED_DIR = WINDTUNNEL_DIR
 
 
 def vocabulary(world: World) -> dict[str, int]:
@@ -131,10 +132,13 @@ class WindTunnelModel(NamedTuple):
 
 
 def load(model_dir: str | os.PathLike) -> WindTunnelModel:
-    """Load a trained wind-tunnel folder (``AutoModelForCausalLM`` + ``AutoTokenizer`` + ``training.json``)."""
+    """Load a trained wind-tunnel folder (``AutoModelForCausalLM`` + ``AutoTokenizer`` + ``training.json``).
+
+    ``model_dir`` is a folder or a shipped model's name, ``"windtunnel:dirichlet"`` (``bayesmatrix.data.catalog``).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(model_dir)
+    path = Path(resolve(model_dir, field="model"))
     record_path = path / TRAINING_RECORD
     if not path.is_dir():
         raise InputError("no such folder (expected a trained wind-tunnel model)", file=str(path))
@@ -190,10 +194,5 @@ def model_predictive(model, world: World, tokens: np.ndarray, batch_size: int = 
 
 
 def shipped_model(name: str) -> Path:
-    """The folder of a shipped model, e.g. ``shipped_model("dirichlet")``."""
-    path = SHIPPED_DIR / name
-    if not (path / TRAINING_RECORD).is_file():
-        folders = SHIPPED_DIR.iterdir() if SHIPPED_DIR.is_dir() else []
-        known = sorted(p.name for p in folders if (p / TRAINING_RECORD).is_file())
-        raise InputError(f"no shipped wind-tunnel model {name!r}; shipped: {', '.join(known) or 'none'}", field="model")
-    return path
+    """The folder of a shipped model, e.g. ``shipped_model("dirichlet")`` (the name ``windtunnel:dirichlet``)."""
+    return windtunnel_model(name)
