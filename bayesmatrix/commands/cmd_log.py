@@ -8,9 +8,11 @@ DESCRIPTION = """\
 Log a transformers causal LM's next-token distributions into an LLM log (netCDF).
 
 Prompts mode: --prompts FILE with --columns FILE or --topk K; one row per prompt.
-ICL task mode: --task NAME (coin, die, labels, or windtunnel-dirichlet and
-windtunnel-mixture for a wind-tunnel model) with --episodes, --length, --seed;
-K+1 rows per episode, read from one forward pass.
+ICL task mode: --task NAME or --task FILE.toml (a task file, README.md
+"Logging"; shipped: coin, die, labels, coin-words, weather, and
+windtunnel-dirichlet and windtunnel-mixture for a wind-tunnel model) with
+--episodes, --length, --seed; K+1 rows per episode, read from one forward pass
+(categories of several tokens included).
 
 Progress is checkpointed in OUT.partial/; rerun the same command after a crash to
 resume (--restart discards it).
@@ -34,7 +36,11 @@ def register(subparsers) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--prompts", metavar="FILE",
                       help="one prompt per line, or JSONL with a 'prompt' field; corpus:prompts is the shipped corpus")
-    mode.add_argument("--task", metavar="NAME", help="an ICL task: coin, die, labels, windtunnel-dirichlet or windtunnel-mixture")
+    mode.add_argument(
+        "--task", metavar="NAME|FILE",
+        help="an ICL task: a TOML task file, or coin, die, labels, coin-words, weather, windtunnel-dirichlet, "
+        "windtunnel-mixture",
+    )
     columns = p.add_mutually_exclusive_group()
     columns.add_argument(
         "--columns",
@@ -45,7 +51,7 @@ def register(subparsers) -> None:
     columns.add_argument(
         "--topk", type=int, metavar="K", help="prompts mode: columns = union of each row's top K tokens"
     )
-    p.add_argument("--labels", help="labels task: a file with one label per line, or a,b,c")
+    p.add_argument("--labels", help="a task without categories (labels): a file with one label per line, or a,b,c")
     p.add_argument("--alpha", help="task mode: the prior's Dirichlet concentration, e.g. 1,1 (default all ones)")
     p.add_argument("--episodes", type=int, default=64, help="task mode: number of episodes")
     p.add_argument("--length", type=int, default=16, help="task mode: observations per episode")

@@ -27,13 +27,12 @@ def task_column_ids(tokenizer, task: Task) -> list[int]:
     ids = [token_ids[p] for p in positions]
     for c, i in enumerate(ids):
         if _is_unknown(tokenizer, i, task.categories[c]):
-            raise InputError(f"task {task.name!r}: category {task.categories[c]!r} is not in the vocabulary",
-                             field="task")
+            raise _task_error(task, f"category {task.categories[c]!r} is not in the vocabulary")
         if ids.index(i) != c:
-            raise InputError(
-                f"task {task.name!r}: categories {task.categories[ids.index(i)]!r} and {task.categories[c]!r} "
+            raise _task_error(
+                task,
+                f"categories {task.categories[ids.index(i)]!r} and {task.categories[c]!r} "
                 "render as the same token with this tokenizer",
-                field="task",
             )
     return ids
 
@@ -60,10 +59,10 @@ def _place_observations(tokenizer, task: Task, observations: Sequence[int]) -> t
         if not good:
             pieces = [tokenizer.decode([token_ids[t]]) for t in overlapping]
             category = task.categories[observations[k]]
-            raise InputError(
-                f"task {task.name!r}: observation {k} ({category!r}) in {text!r} is tokenised as {pieces!r}, "
+            raise _task_error(
+                task,
+                f"observation {k} ({category!r}) in {text!r} is tokenised as {pieces!r}, "
                 "not as one token of its own; this tokenizer cannot be read at that observation",
-                field="task",
             )
         positions.append(overlapping[0])
     return token_ids, positions
@@ -80,10 +79,10 @@ def episode_tokens(loaded: LoadedModel, task: Task, observations: Sequence[int],
     token_ids, positions = _place_observations(loaded.tokenizer, task, observations + [0])
     for k, (position, category) in enumerate(zip(positions[:-1], observations)):
         if token_ids[position] != column_ids[category]:
-            raise InputError(
-                f"task {task.name!r}: observation {k} renders as token {token_ids[position]}, "
+            raise _task_error(
+                task,
+                f"observation {k} renders as token {token_ids[position]}, "
                 f"not {column_ids[category]} as category {task.categories[category]!r} did alone",
-                field="task",
             )
     read_at = [p - 1 for p in positions]
     return token_ids[: read_at[-1] + 1], read_at
@@ -133,6 +132,13 @@ def column_token_ids(tokenizer, categories: Sequence[tuple[int | None, str]], fi
         first_line[token] = (number, category)
         ids.append(token)
     return ids
+
+
+def _task_error(task: Task, message: str) -> InputError:
+    """A category this tokenizer cannot render: the task file's ``categories`` key, or the task by name."""
+    if task.source is not None:
+        return InputError(f"task {task.name!r}: {message}", file=task.source, field="categories")
+    return InputError(f"task {task.name!r}: {message}", field="task")
 
 
 def _is_unknown(tokenizer, token: int, text: str) -> bool:

@@ -1,11 +1,13 @@
 """ICL tasks: rendering, the registry, option parsing and the episode prior."""
 
+import re
+
 import numpy as np
 import pytest
 
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.commands.parsing import parse_floats, parse_labels
-from bayesmatrix.data.tasks import TASKS, draw_episode, get_task, task_from_json
+from bayesmatrix.data.tasks import SHIPPED_TASKS, TASKS, Task, draw_episode, get_task, task_from_json
 
 
 def test_coin_renders_observations_where_the_spans_say():
@@ -96,3 +98,103 @@ def test_episode_frequencies_follow_the_prior_mean():
     share_heads = np.mean(first == 0)
     standard_error = np.sqrt(0.75 * 0.25 / first.size)
     assert abs(share_heads - 0.75) / standard_error < 4
+
+
+# --------------------------------------------------------------------------- task files
+
+def test_shipped_files_are_the_tasks_the_registry_held():
+    # the registry entries as they were written in Python before the task files
+    assert TASKS["coin"] == Task("coin", ("H", "T"), "Coin flips:")
+    assert TASKS["die"] == Task("die", tuple("123456"), "Die rolls:")
+    assert TASKS["labels"] == Task("labels", (), "Labels:")
+    assert get_task("coin").to_json() == {
+        "name": "coin", "categories": ["H", "T"], "alpha": [1.0, 1.0],
+        "template": {"header": "Coin flips:", "observation": " {},"},
+    }
+    assert sorted(path.stem for path in SHIPPED_TASKS.glob("*.toml")) == sorted(TASKS)
+    assert get_task(str(SHIPPED_TASKS / "coin.toml")) == get_task("coin")
+
+
+def test_a_task_file_with_every_key(tmp_path):
+    path = tmp_path / "bias.toml"
+    path.write_text(
+        'name = "bias"\ndescription = "a stated bias"\ncategories = ["heads", "tails"]\n'
+        'instruction = "A coin lands heads {bias}% of the time ({{stated}}). "\nheader = "Flips:"\n'
+        'observation = " {},"\nchat = true\n\n[values]\nbias = 30\n\n'
+        '[[mixture]]\nweight = 0.25\nalpha = [1, 3]\n\n[[mixture]]\nweight = 0.75\nalpha = [3, 1]\n'
+    )
+    task = Task.from_file(path)
+    assert task.categories == ("heads", "tails") and task.chat and task.description == "a stated bias"
+    assert task.mixture == ((0.25, (1.0, 3.0)), (0.75, (3.0, 1.0)))
+    assert task.lead == "A coin lands heads 30% of the time ({stated}). Flips:"
+    assert task.render([0, 1])[0] == "A coin lands heads 30% of the time ({stated}). Flips: heads, tails,"
+    assert task_from_json(task.to_json()) == task
+    assert get_task(str(path), alpha=[2, 1]).alpha == (2.0, 1.0)
+
+
+def test_a_task_file_without_categories_takes_labels(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nheader = "Mine:"\nobservation = "\\n- {}"\n')
+    assert get_task(str(path), labels=["a b", "c"]).categories == ("a b", "c")
+    with pytest.raises(InputError, match="categories") as error:
+        get_task(str(path))
+    assert error.value.file == str(path) and error.value.field == "categories"
+
+
+BASE = {"name": '"t"', "categories": '["a", "b"]', "header": '"T:"', "observation": '" {},"'}
+
+
+@pytest.mark.parametrize(
+    "change, key, message",
+    [
+        ({"name": None}, "name", "is missing"),
+        ({"header": None}, "header", "is missing"),
+        ({"observation": '" ,"'}, "observation", "exactly one {}"),
+        ({"observation": '" {} {},"'}, "observation", "exactly one {}"),
+        ({"observation": '" {x},"'}, "observation", "exactly one {}"),
+        ({"categories": '["a", "a"]'}, "categories", "category 2 ('a') repeats category 1"),
+        ({"categories": '["a", " "]'}, "categories", "category 2 is empty"),
+        ({"categories": '["a"]'}, "categories", "two or more"),
+        ({"categories": '["a", "<other>"]'}, "categories", "reserved"),
+        ({"categories": '["a", 2]'}, "categories", "list of strings"),
+        ({"categories": None}, "categories", "is missing"),
+        ({"instruction": '"Bias {bias}. "'}, "instruction", "placeholder {bias} has no value"),
+        ({"instruction": '"Bias {bias. "'}, "instruction", "literal braces"),
+        ({"alpha": "[1, 0]"}, "alpha", "positive"),
+        ({"alpha": "[1, 1, 1]"}, "alpha", "has 3 values"),
+        ({"alpha": "[1, 1]", "mixture": '[{weight = 1, alpha = [1, 1]}]'}, "mixture", "not both"),
+        ({"mixture": '[{weight = 0.5, alpha = [1, 1]}]'}, "mixture", "sum to 1"),
+        ({"chat": '"yes"'}, "chat", "true or false"),
+        ({"catgories": '["a", "b"]'}, "catgories", "is not a task key"),
+        ({"values": "{bias = 3}"}, "values", "'bias' is not a placeholder"),
+    ],
+)
+def test_bad_task_files_name_the_file_and_the_key(tmp_path, change, key, message):
+    lines = {**BASE, **change}
+    path = tmp_path / "bad.toml"
+    path.write_text("".join(f"{k} = {v}\n" for k, v in lines.items() if v is not None))
+    with pytest.raises(InputError, match=re.escape(message)) as error:
+        Task.from_file(path)
+    assert (error.value.file, error.value.field) == (str(path), key)
+    assert str(error.value).startswith(f"{path}: field '{key}':")
+
+
+def test_unreadable_task_files(tmp_path):
+    with pytest.raises(InputError, match="no such task file"):
+        get_task(str(tmp_path / "missing.toml"))
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "t\n')
+    with pytest.raises(InputError, match="not valid TOML") as error:
+        get_task(str(broken))
+    assert error.value.file == str(broken)
+
+
+def test_bad_task_file_through_the_command_is_one_line_and_exit_2(tmp_path, capsys):
+    from bayesmatrix.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "t"\ncategories = ["a", "a"]\nheader = "T:"\nobservation = " {},"\n')
+    status = main(["log", "--task", str(path), "--out", str(tmp_path / "out.nc")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and f"{path}: field 'categories': category 2" in err
+    assert not (tmp_path / "out.nc").exists()
