@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import os
 import pkgutil
 import sys
 from typing import Sequence
 
 import bayesmatrix.commands as _commands
 from bayesmatrix.data.errors import InputError
+
+TRACEBACK_VARIABLE = "BAYESMATRIX_TRACEBACK"
+"""Set (to anything) to see the traceback of an internal error instead of its one line."""
 
 # Order of the subcommands in --help; a module not listed here comes last.
 ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "sbc", "embedding", "windtunnel", "corpus", "demo"]
@@ -122,6 +126,20 @@ def main(argv: Sequence[str] | None = None, prog: str = "bayesmatrix") -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog} {args.command}: interrupted\n")
         return 130
+    except OSError as error:  # the machine, not the input: a full disk, a permission, a vanished file
+        where = f"{error.filename}: " if error.filename else ""
+        sys.stderr.write(f"{prog} {args.command}: error: {where}{error.strerror or error}\n")
+        return 1
+    except MemoryError:
+        sys.stderr.write(f"{prog} {args.command}: error: out of memory; try smaller settings\n")
+        return 1
+    except Exception as error:  # a bug of ours: one line, and where to send it
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        reason = " ".join(str(error).split())[:300]
+        sys.stderr.write(f"{prog} {args.command}: internal error: {type(error).__name__}: {reason} "
+                         f"(please report it with the command line; {TRACEBACK_VARIABLE}=1 shows the traceback)\n")
+        return 1
     return int(status or 0)
 
 

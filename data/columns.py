@@ -6,17 +6,14 @@ import json
 import os
 from pathlib import Path
 
+from bayesmatrix.data.atomic import check_input_file
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import OTHER
 
 
 def read_text(path: str | os.PathLike, field: str) -> str:
     """A UTF-8 text file, or an InputError naming it."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such file", file=str(path), field=field)
-    if not p.is_file():
-        raise InputError("is not a file", file=str(path), field=field)
+    p = check_input_file(path, field)
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -82,6 +82,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
+from bayesmatrix.data.atomic import check_input_file
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import OTHER, make_log
 
@@ -119,6 +120,7 @@ def import_jsonl(
 
     rows: list[dict[str, float]] = []
     prompts: list[str] = []
+    row_lines: list[int] = []  # the line each row came from, to name it in an error
     formats: set[str] = set()
     models: set[str] = set()
     vllm_shape: str | None = None
@@ -142,9 +144,11 @@ def import_jsonl(
                 saw_prompt_logprobs = True
                 prompts.append(prompt)
                 rows.append(probs)
+                row_lines.append(number)
         for prompt, probs in line.generated_rows(all_positions):
             prompts.append(prompt)
             rows.append(probs)
+            row_lines.append(number)
     if prompt_positions and not saw_prompt_logprobs:
         raise InputError("no line has prompt_logprobs (ask vLLM for them)", file=file, field="prompt_logprobs")
     if not rows:
@@ -173,10 +177,14 @@ def import_jsonl(
             format=format if format != "auto" else ",".join(sorted(formats)),
         )
     except InputError as error:
-        if error.field != "col":
-            raise
-        # a token the log cannot hold (a NUL, a lone surrogate): say which file it came from
-        raise InputError(f"a token of the responses: {error.reason}", file=file, field="token") from None
+        # a token or prompt the log cannot hold (a NUL, a lone surrogate): say which file and line it came from
+        if error.field == "col":
+            raise InputError(f"a token of the responses: {error.reason}", file=file, field="token") from None
+        if error.field == "prompt" and error.row is not None:
+            number = row_lines[error.row]
+            raise InputError(f"line {number} (1-based): the prompt {error.reason}", file=file, field="prompt",
+                             row=number) from None  # fmt: skip
+        raise
 
 
 def _top_columns(rows: list[dict[str, float]], topk: int | None) -> list[str]:
@@ -200,6 +208,10 @@ class _Line:
             record = json.loads(text)
         except json.JSONDecodeError as error:
             raise self.error(None, f"malformed JSON ({error.msg}, column {error.colno})") from None
+        except RecursionError:
+            raise self.error(None, "JSON nested too deeply to read") from None
+        except ValueError as error:  # an integer of thousands of digits
+            raise self.error(None, f"unreadable JSON ({str(error).splitlines()[0]})") from None
         if not isinstance(record, dict):
             raise self.error(None, f"is a JSON {type(record).__name__}, not an object")
         self.prefix = ""
@@ -340,6 +352,8 @@ class _Line:
         if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
             # a batch of prompts: choices come n per prompt, in order
             n = self.request.get("n") or 1
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise self.error("request.n", f"is {json.dumps(n)}, expected a whole number >= 1")
             if index // n >= len(prompt):
                 raise self.error("request.prompt", f"has {len(prompt)} prompts, too few for choice {index}")
             return prompt[index // n]
@@ -352,7 +366,7 @@ class _Line:
             content = ""
         elif isinstance(content, list):  # content parts: keep the text, name the rest
             content = "".join(
-                part.get("text", "") if part.get("type") == "text" else f"[{part.get('type')}]"
+                str(part.get("text", "")) if part.get("type") == "text" else f"[{part.get('type')}]"
                 for part in content
                 if isinstance(part, dict)
             )
@@ -365,7 +379,12 @@ class _Line:
             raise self.error(field, "is missing")
         value = container[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(field, f"is {json.dumps(value)}, expected a number")
+            shown = json.dumps(value)
+            raise self.error(field, f"is {shown if len(shown) <= 40 else shown[:37] + '...'}, expected a number")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float: hundreds of digits
+            raise self.error(field, f"is an integer of {len(str(abs(value)))} digits, not a log probability") from None
         if not math.isfinite(value):
             raise self.error(field, f"is {value}, not finite")
         if value > 0:
@@ -388,18 +407,17 @@ class _Line:
 
 
 def _read_bytes(path: Path, file: str) -> bytes:
-    if not path.exists():
-        raise InputError("no such file", file=file)
-    if path.is_dir():
-        raise InputError("is a directory, not a file", file=file)
-    return path.read_bytes()
+    return check_input_file(path).read_bytes()  # a FIFO is refused, not read until it closes
 
 
 def _decode(raw: bytes, file: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InputError(f"not UTF-8 text (byte {error.start})", file=file) from None
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise InputError(f"line {line} (1-based) is not UTF-8 text (byte {error.start}, column {column} of the line)",
+                         file=file, row=line) from None  # fmt: skip
 
 
 def _read_text(path: Path, file: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
-from bayesmatrix.data.atomic import atomic_path
+from bayesmatrix.data.atomic import atomic_path, check_input_file
 from bayesmatrix.data.errors import InputError
 
 SCHEMA = "bayesmatrix.llmlog/1"
@@ -86,6 +86,8 @@ def make_log(
     """
     # before NumPy's fixed-width strings, which drop a trailing NUL without a word
     _check_labels([str(column) for column in columns], "<in memory>")
+    if prompt is not None:
+        _check_texts([str(text) for text in prompt], "<in memory>", "prompt")
     probs = np.asarray(probs, dtype=np.float64)
     if col_token_id is None:
         col_token_id = [-1] * len(columns)
@@ -147,9 +149,24 @@ def _clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def task_of(ds: xr.Dataset) -> dict[str, Any]:
-    """The ``task`` attribute, decoded from JSON."""
-    return json.loads(ds.attrs.get("task", "{}") or "{}")
+def task_of(ds: xr.Dataset, file: str | None = None) -> dict[str, Any]:
+    """The ``task`` attribute, decoded from JSON (an :class:`InputError` when it is not a JSON object)."""
+    return _decode_task(ds.attrs.get("task", "{}"), file)
+
+
+def _decode_task(value: Any, file: str | None) -> dict[str, Any]:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        raise InputError(f"is a {type(value).__name__}, expected a JSON object as text", file=file, field="task")
+    try:
+        task = json.loads(value or "{}")
+    except (ValueError, RecursionError) as error:
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+        raise InputError(f"is not JSON ({reason})", file=file, field="task") from None
+    if not isinstance(task, dict):
+        raise InputError(f"is a JSON {type(task).__name__}, expected an object", file=file, field="task")
+    return task
 
 
 def write_log(ds: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -164,11 +181,7 @@ def write_log(ds: xr.Dataset, path: str | os.PathLike) -> Path:
 def read_log(path: str | os.PathLike) -> xr.Dataset:
     """Read and validate a log; the data are loaded into memory and the file closed."""
     file = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such file", file=file)
-    if p.is_dir():
-        raise InputError("is a directory, not an LLM log file", file=file)
+    p = check_input_file(path)
     if p.stat().st_size == 0:
         raise InputError("empty file, not an LLM log", file=file)
     try:
@@ -177,8 +190,43 @@ def read_log(path: str | os.PathLike) -> xr.Dataset:
     except Exception as error:  # netCDF4/HDF5 raise OSError, ValueError, RuntimeError...
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(f"not a readable netCDF file ({reason})", file=file) from None
-    validate_log(ds, file)
+    ds = _decode_text(ds, file)
+    try:
+        validate_log(ds, file)
+    except InputError:
+        raise
+    except Exception as error:  # a shape of damage the checks above do not name
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"does not follow the LLM log contract ({type(error).__name__}: {reason})",
+                         file=file) from None  # fmt: skip
     return ds
+
+
+def _decode_text(ds: xr.Dataset, file: str) -> xr.Dataset:
+    """Labels and prompts stored as bytes (a char array without an encoding) as str, read as UTF-8."""
+    for name in ("col", "prompt"):
+        if name not in ds.variables:
+            continue
+        values = np.asarray(ds[name].values)
+        if values.dtype.kind == "S" or (values.dtype == object and any(isinstance(v, bytes) for v in values.ravel())):
+            texts = []
+            for row, value in enumerate(values.ravel()):
+                try:
+                    texts.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+                except UnicodeDecodeError:
+                    raise InputError("holds bytes that are not UTF-8 text", file=file, field=name, row=row) from None
+            decoded = np.asarray(texts, dtype=object).reshape(values.shape)
+            ds = ds.assign_coords({name: (ds[name].dims, decoded)}) if name in ds.coords else ds.assign(
+                {name: (ds[name].dims, decoded)})
+    return ds
+
+
+def _check_texts(texts: list[str], file: str, field: str) -> None:
+    """Texts netCDF stores as given (no NUL, which ends a C string; no lone surrogate, which UTF-8 cannot hold)."""
+    for row, text in enumerate(texts):
+        if "\x00" in text or _unencodable(text):
+            raise InputError("holds a NUL or a character UTF-8 cannot store (a lone surrogate); netCDF would cut or "
+                             "refuse it", file=file, field=field, row=row)  # fmt: skip
 
 
 def _check_labels(columns: list[str], file: str) -> None:
@@ -205,7 +253,7 @@ def _unencodable(text: str) -> bool:
 def validate_log(ds: xr.Dataset, file: str) -> None:
     """Check a log against the contract; raise :class:`InputError` at the first violation."""
     schema = ds.attrs.get("schema")
-    if schema != SCHEMA:
+    if not isinstance(schema, str) or schema != SCHEMA:
         raise InputError(f"attribute 'schema' is {schema!r}, expected {SCHEMA!r}", file=file, field="schema")
     if "probs" not in ds:
         raise InputError("missing variable (every LLM log has probs (row, col))", file=file, field="probs")
@@ -220,8 +268,16 @@ def validate_log(ds: xr.Dataset, file: str) -> None:
     _check_labels(columns, file)
     if "col_token_id" not in ds.coords or ds["col_token_id"].dims != ("col",):
         raise InputError("missing coordinate col_token_id (col)", file=file, field="col_token_id")
-    if int(ds["col_token_id"].values[-1]) != -1:
+    token_ids = np.asarray(ds["col_token_id"].values)
+    if not np.issubdtype(token_ids.dtype, np.integer):
+        raise InputError(f"has dtype {token_ids.dtype}, expected integer token ids", file=file, field="col_token_id")
+    if int(token_ids[-1]) != -1:
         raise InputError(f"the token id of {OTHER!r} must be -1", file=file, field="col_token_id")
+
+    if "task" in ds.attrs:
+        _decode_task(ds.attrs["task"], file)
+    if "prompt" in ds:
+        _check_texts([str(text) for text in np.asarray(ds["prompt"].values)], file, "prompt")
 
     probs = np.asarray(ds["probs"].values)
     if probs.ndim != 2 or probs.shape[0] == 0:
@@ -250,6 +306,8 @@ def validate_log(ds: xr.Dataset, file: str) -> None:
         _first_bad(values < 0, file, name, "is negative")
     for name in ("embedding", "topk_logprobs"):
         if name in ds:
+            if not np.issubdtype(np.asarray(ds[name].values).dtype, np.number):
+                raise InputError(f"has dtype {ds[name].dtype}, expected numbers", file=file, field=name)
             _first_bad(~np.isfinite(np.asarray(ds[name].values, dtype=np.float64)), file, name, "is not finite")
     if "topk_logprobs" in ds:
         _first_bad(np.asarray(ds["topk_logprobs"].values) > 1e-6, file, "topk_logprobs", "is a log probability above 0")

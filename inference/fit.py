@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -53,6 +54,14 @@ class FitOptions:
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}", field="method")
         checked_seed(self.seed)
+        for name in ("components", "num_samples", "num_warmup", "num_chains", "max_steps", "rank", "batch_size"):
+            value = getattr(self, name)
+            if not (value is None and name == "batch_size") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InputError(f"is {value!r}; must be a whole number", field=name)
+        for name in ("target_accept_prob", "learning_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InputError(f"is {value!r}; must be a finite number", field=name)
         if self.guide not in GUIDES:
             raise InputError(f"unknown guide {self.guide!r}; choose one of {', '.join(GUIDES)}", field="guide")
         for name in ("num_samples", "num_chains", "components", "max_steps", "rank"):

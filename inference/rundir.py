@@ -15,6 +15,7 @@ renamed into place, so a crash never leaves a half-written one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-from bayesmatrix.data.atomic import umask_mode
+from bayesmatrix.data.atomic import check_writable_folder, remove_stale_temporaries, temporary_prefix, umask_mode
 from bayesmatrix.data.errors import InputError
 
 POSTERIOR_FILE = "posterior.nc"
@@ -78,8 +79,13 @@ def check_destination(out: str | os.PathLike, force: bool, inputs: Sequence[str 
     working directory or a folder holding one of ``inputs`` (the log being
     fitted): replacing is deleting, and anything else there is the user's.
     """
+    if str(out) == "":
+        raise InputError("is empty; give the path of a run directory", file="''")
     out = Path(out)
     if not out.exists():
+        if os.path.islink(out):
+            raise InputError("is a symlink that leads nowhere (or back to itself)", file=str(out))
+        check_writable_folder(out.parent, str(out))  # /proc, a read-only disk: refused now, not after sampling
         return out
     if not out.is_dir():
         raise InputError("exists and is not a directory", file=str(out))
@@ -95,6 +101,7 @@ def check_destination(out: str | os.PathLike, force: bool, inputs: Sequence[str 
     if not is_run_dir(out):
         raise InputError(f"is not a run directory (no {RUN_FILE} and {POSTERIOR_FILE}), so it is not replaced",
                          file=str(out))  # fmt: skip
+    check_writable_folder(out.parent, str(out))
     return out
 
 
@@ -112,7 +119,8 @@ def write_run_dir(
     """
     out = check_destination(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temporaries(out.parent)  # what a killed fit left beside it
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out.name), suffix=".tmp", dir=out.parent))
     try:
         datatree.to_netcdf(staging / POSTERIOR_FILE, engine="netcdf4")
         with open(staging / RUN_FILE, "w") as handle:
@@ -136,7 +144,7 @@ def _replace_dir(new: Path, out: Path) -> None:
         os.replace(new, out)
         return
     # A directory cannot be renamed over a non-empty one: move the old one aside first.
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    old = out.with_name(f"{temporary_prefix(out.name)}old")
     os.replace(out, old)
     os.replace(new, out)
     shutil.rmtree(old, ignore_errors=True)
@@ -146,24 +154,55 @@ def read_run(path: str | os.PathLike) -> Run:
     """Read a run directory written by ``fit``; a missing or broken one is an InputError."""
     import xarray as xr
 
+    from bayesmatrix.data.atomic import check_input_file
+
     path = Path(path)
-    if not path.is_dir():
-        raise InputError("not a run directory (no such directory)", file=str(path))
-    for name in (POSTERIOR_FILE, RUN_FILE):
-        if not (path / name).is_file():
-            raise InputError(f"not a run directory: {name} is missing", file=str(path))
     try:
-        with open(path / RUN_FILE) as handle:
-            info = json.load(handle)
+        os.stat(path)
+    except OSError as error:
+        reason = "a symlink loop" if error.errno == errno.ELOOP else "no such directory"
+        raise InputError(f"not a run directory ({reason})", file=str(path)) from None
+    if not path.is_dir():
+        raise InputError("not a run directory (not a folder)", file=str(path))
+    for name in (POSTERIOR_FILE, RUN_FILE):
+        if not os.path.lexists(path / name):
+            raise InputError(f"not a run directory: {name} is missing", file=str(path))
+        check_input_file(path / name)  # a FIFO or a link loop in its place is refused, not read
+    run_file = str(path / RUN_FILE)
+    try:
+        info = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise InputError(f"is not valid JSON ({error.msg}, line {error.lineno})", file=str(path / RUN_FILE)) from None
+        raise InputError(f"is not valid JSON ({error.msg}, line {error.lineno})", file=run_file) from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"is not UTF-8 text (byte {error.start})", file=run_file) from None
+    except (RecursionError, ValueError):
+        raise InputError("is not valid JSON (nested too deeply, or a number too long)", file=run_file) from None
+    _check_info(info, run_file)
     try:
         with xr.open_datatree(path / POSTERIOR_FILE, engine="netcdf4") as opened:
             datatree = opened.load()
     except Exception as error:  # netCDF4/HDF5 raise several types
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InputError(f"not a readable DataTree netCDF file ({reason})", file=str(path / POSTERIOR_FILE)) from None
+    if "posterior" not in datatree.children:
+        found = ", ".join(sorted(datatree.children)) or "none"
+        what = " (an LLM log?)" if "probs" in datatree.data_vars else ""
+        raise InputError(f"has no posterior group{what}; groups: {found}", file=str(path / POSTERIOR_FILE))
     return Run(path=path, datatree=datatree, info=info)
+
+
+# run.json keys that readers use, and the JSON type each must have
+_INFO_TYPES = {"model": str, "method": str, "data_file": str, "data_sha256": str, "options": dict, "columns": list}
+
+
+def _check_info(info: Any, file: str) -> None:
+    if not isinstance(info, dict):
+        raise InputError(f"is a JSON {type(info).__name__}, expected an object (what fit writes)", file=file)
+    for key, kind in _INFO_TYPES.items():
+        if key in info and not isinstance(info[key], kind):
+            raise InputError(f"is a JSON {type(info[key]).__name__}, expected {kind.__name__}", file=file, field=key)
+    if "observe" in info.get("options", {}) and not isinstance(info["options"]["observe"], (list, str)):
+        raise InputError("is not a list of site names", file=file, field="options.observe")
 
 
 def _json_default(value):

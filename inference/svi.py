@@ -131,16 +131,19 @@ def svi(
         for phase, phase_rate in enumerate(learning_rate * np.asarray(LEARNING_RATE_PHASES)):
             engine = SVI(model, auto, numpyro.optim.Adam(float(phase_rate)), loss=elbo)
             state = engine.init(key_init, init_params=params, **model_kwargs)
-            run_chunk = _chunk_runner(engine, model_kwargs, chunk)
+            runners = {}  # one compiled program per chunk length: the usual one, and a last, shorter one
             phase_losses: list[np.ndarray] = []
             phase_min_steps = min_steps if phase == 0 else 2 * window
             plateau = False
-            while sum(map(len, losses)) < max_steps:
-                state, chunk_losses = run_chunk(state)
+            while (done := sum(map(len, losses))) < max_steps:
+                length = min(chunk, max_steps - done)  # never past max_steps
+                if length not in runners:
+                    runners[length] = _chunk_runner(engine, model_kwargs, length)
+                state, chunk_losses = runners[length](state)
                 chunk_losses = np.asarray(chunk_losses)
                 losses.append(chunk_losses)
                 phase_losses.append(chunk_losses)
-                bar.update(chunk)
+                bar.update(length)
                 bar.set_postfix_str(f"lr {phase_rate:.1e} loss {np.mean(chunk_losses):.4g}", refresh=False)
                 if not np.isfinite(chunk_losses).all():
                     break

@@ -8,6 +8,9 @@ MODEL_HELP = ("a registered model (README, \"Models\": matrix, mixture, embeddin
               "MODULE:ATTRIBUTE naming a ModelSpec in an importable module (README, \"Add your own model\")")
 
 
+DEVICES = ("cpu", "gpu", "cuda", "rocm", "tpu")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fit",
@@ -40,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, default=20000, help="SVI step limit (stops earlier at an ELBO plateau)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--x64", action="store_true", help="compute in float64")
-    p.add_argument("--device", default="cpu", help="JAX platform: cpu or gpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="JAX platform (gpu: CUDA or ROCm, whichever JAX has)")
     p.add_argument("--no-plots", action="store_true", help="skip the figures in RUN_DIR/plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_run)
@@ -55,6 +58,30 @@ def parse_sites(text: str) -> tuple[str, ...]:
         raise InputError(f"is {text!r}; name one or more sites, comma-separated (probs, counts or probs,counts)",
                          field="observe")  # fmt: skip
     return names
+
+
+def check_device(device: str) -> str:
+    """The JAX platform of ``device`` (``gpu``: CUDA or ROCm, whichever has a device here), or an
+    :class:`InputError` on ``device`` when JAX finds none; before the log is read.
+
+    Asking JAX starts it, which is harmless off the CPU: only the CPU's host device count
+    must be set before JAX starts (``configure``).
+    """
+    if device == "cpu":
+        return device
+    import jax
+
+    from bayesmatrix.data.errors import InputError
+
+    for platform in ("cuda", "rocm") if device == "gpu" else (device,):
+        try:
+            jax.devices(platform)
+        except RuntimeError:  # no plugin for the platform, or no device of it
+            continue
+        return platform
+    found = sorted({d.platform for d in jax.devices()})
+    raise InputError(f"is {device!r}, but JAX finds no such device on this machine (only {', '.join(found)})",
+                     field="device")  # fmt: skip
 
 
 def _run(args) -> int:
@@ -82,10 +109,16 @@ def _run(args) -> int:
     )
     if Path(args.out).exists() and not args.force:
         raise InputError("already exists; choose another --out or pass --force to replace it", file=args.out)
+    from bayesmatrix.data.atomic import check_input_file
+    from bayesmatrix.inference.rundir import check_destination
+
+    check_input_file(args.log)
+    check_destination(args.out, args.force, inputs=(args.log,))  # /proc/x, --force onto '.': now, not after sampling
 
     from bayesmatrix.inference.runtime import configure
 
-    configure(num_chains=args.num_chains if args.method == "nuts" else 1, x64=args.x64, device=args.device)
+    platform = check_device(args.device)
+    configure(num_chains=args.num_chains if args.method == "nuts" else 1, x64=args.x64, device=platform)
 
     from bayesmatrix.analysis.diagnostics import diagnose_datatree, format_diagnosis
     from bayesmatrix.analysis.plots import run_figures

@@ -6,6 +6,8 @@ so a resumed run writes the same log as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -25,6 +27,12 @@ PARTIAL_SUFFIX = ".partial"
 _MANIFEST_FORMAT = "bayesmatrix.log-partial/1"
 MISSING_MANIFEST = "manifest.json"
 """What :class:`UnfinishedRunError` names as changed when chunks lie in the folder without a manifest."""
+LOCK_FILE = "lock"
+"""The file in ``OUT.partial/`` that the writing process holds an OS lock on (``flock``), holding its pid."""
+
+
+_HELD: dict[tuple[int, int], list[int]] = {}
+"""The lock files this process holds: (device, inode) -> [file descriptor, checkpoints sharing it]."""
 
 
 class UnfinishedRunError(InputError):
@@ -37,6 +45,8 @@ class UnfinishedRunError(InputError):
         self.changed = tuple(changed)
         if self.changed == (MISSING_MANIFEST,):
             what = "holds finished chunks but no manifest.json, so nothing says which run they belong to"
+        elif len(self.changed) == 1 and self.changed[0].endswith(".npz"):
+            what = f"holds a damaged chunk, {self.changed[0]}, that cannot be read"
         else:
             what = f"holds an unfinished run with different arguments ({', '.join(self.changed)})"
         super().__init__(f"{what}; {way_out}", file=folder)
@@ -49,6 +59,11 @@ class Checkpoint:
     log) and one ``<phase>-<index>.npz`` per finished chunk, each written
     atomically. A chunk is ``chunk_units`` episodes or prompts, rounded up to
     whole batches so that chunking never changes the batches.
+
+    Only the process holding the folder's lock (``flock`` on ``OUT.partial/lock``,
+    taken by :meth:`check` when the folder exists and by :meth:`open`) reads or
+    writes it; a second process is refused in one line. The OS releases the
+    lock when the process ends, however it ends.
     """
 
     def __init__(
@@ -57,6 +72,64 @@ class Checkpoint:
         self.folder = Path(folder)
         self.manifest = {"format": _MANIFEST_FORMAT, **manifest}
         self.chunk_units = chunk_units
+        self._lock: tuple[int, int] | None = None  # the lock file's (device, inode), a key of _HELD
+
+    def _hold_lock(self, create: bool) -> bool:
+        """Hold the folder's lock (making the folder if ``create``); False if there is no folder to lock.
+
+        An :class:`InputError` naming the folder when another process holds it. The lock
+        belongs to the process: two checkpoints of one folder in one process share it.
+        """
+        path = self.folder / LOCK_FILE
+        while True:
+            if self._lock is not None:
+                if _same_file(_HELD[self._lock][0], path):
+                    return True
+                self.release()  # the folder was removed and made again under us: lock the new one
+            if create:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            elif not self.folder.is_dir():
+                return False
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except FileNotFoundError:  # removed between the two calls; look again
+                continue
+            info = os.fstat(fd)
+            key = (info.st_dev, info.st_ino)
+            if key in _HELD:
+                os.close(fd)
+                _HELD[key][1] += 1
+                self._lock = key
+                continue  # checks that it is still the folder's lock file
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise InputError(f"is in use by another run writing the same output (pid {owner}); wait for it "
+                                 "to finish or choose another output", file=str(self.folder)) from None  # fmt: skip
+            if not _same_file(fd, path):  # the holder removed the folder while we took the lock
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            _HELD[key] = [fd, 1]
+            self._lock = key
+            return True
+
+    def release(self) -> None:
+        """Let go of the folder's lock (the end of the process does too)."""
+        if self._lock is not None:
+            held = _HELD[self._lock]
+            held[1] -= 1
+            if held[1] == 0:
+                os.close(held[0])
+                del _HELD[self._lock]
+            self._lock = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):  # at interpreter exit the module may be gone; the OS unlocks
+            self.release()
 
     def check(self, complete: bool = False) -> None:
         """Raise :class:`InputError` if the folder holds a run with different arguments.
@@ -64,6 +137,7 @@ class Checkpoint:
         Only the keys of this manifest are compared unless ``complete`` (which
         lets the arguments be checked before the model's hash is known).
         """
+        self._hold_lock(create=False)
         path = self.folder / "manifest.json"
         if not path.exists():
             # Chunks without their manifest (deleted by hand, or saved by a straggling second run
@@ -82,9 +156,9 @@ class Checkpoint:
             raise UnfinishedRunError(str(self.folder), changed)
 
     def open(self) -> None:
-        """Check the manifest, or create the folder and write it."""
+        """Take the folder's lock (creating the folder), then check the manifest or write it."""
+        self._hold_lock(create=True)
         self.check(complete=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "manifest.json"
         if not path.exists():
             _atomic_write(path, lambda handle: handle.write(json.dumps(self.manifest, sort_keys=True).encode()))
@@ -93,8 +167,11 @@ class Checkpoint:
         path = self._chunk(phase, index)
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except Exception:  # zipfile, NumPy and OSError all report damage; it is one fault to the user
+            raise UnfinishedRunError(str(self.folder), (path.name,)) from None
 
     def save(self, phase: str, index: int, arrays: dict[str, np.ndarray]) -> None:
         if not (self.folder / "manifest.json").is_file():
@@ -105,10 +182,21 @@ class Checkpoint:
         _atomic_write(self._chunk(phase, index), lambda handle: np.savez(handle, **arrays))
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Remove the folder, unless another process holds its lock (an :class:`InputError` then)."""
+        if self._hold_lock(create=False):
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
 
     def _chunk(self, phase: str, index: int) -> Path:
         return self.folder / f"{phase}-{index:06d}.npz"
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _json_roundtrip(value: Any) -> Any:

@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 from bayesmatrix.cli import main
+from bayesmatrix.data.atomic import TEMPORARY_MARK
 from bayesmatrix.data.llmlog import OTHER, make_log, read_log, write_log
 from bayesmatrix.inference.simulate import simulate_icl
 from bayesmatrix.inference.rundir import read_run
@@ -56,7 +57,7 @@ def test_fit_killed_at_any_moment_leaves_no_half_written_run(icl_log, tmp_path):
     deadline = time.time() + 240
     # Kill as soon as the run directory starts being written (its staging folder appears).
     while time.time() < deadline and process.poll() is None:
-        if any(p.name.startswith(".run.") for p in tmp_path.iterdir()):
+        if any(p.name.startswith(TEMPORARY_MARK) and ".run." in p.name for p in tmp_path.iterdir()):
             break
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
@@ -149,7 +150,7 @@ def test_report_killed_at_any_moment_leaves_the_old_file_or_a_complete_one(icl_r
         if when == "writing":
             deadline = time.time() + 2 * duration + 60
             while time.time() < deadline and process.poll() is None:
-                if any(p.name.startswith(".report.html.") for p in tmp_path.iterdir()):
+                if any(p.name.startswith(TEMPORARY_MARK) and ".report.html." in p.name for p in tmp_path.iterdir()):
                     break
                 time.sleep(0.005)
         else:

@@ -327,3 +327,63 @@ def test_a_token_holding_nul_is_one_line_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and "field 'token'" in err and "NUL" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("logprob, what", [(-int("9" * 400), "an integer of 400 digits"),
+                                           (int("9" * 400), "an integer of 400 digits"),
+                                           ("-0.5", 'is "-0.5", expected a number')])  # fmt: skip
+def test_a_logprob_that_is_no_float_names_its_field_and_line(logprob, what, tmp_path):
+    path = write_lines(tmp_path, GOOD, chat_line([(" H", -0.5), (" T", logprob)]))
+    with pytest.raises(InputError, match=what) as error:
+        import_jsonl(path)
+    assert error.value.row == 2 and error.value.field.endswith("top_logprobs[1].logprob")
+
+
+@pytest.mark.parametrize("depth", [100_000, 3_000])
+def test_json_nested_deeper_than_the_reader_goes_names_the_line(depth, tmp_path):
+    path = write_lines(tmp_path, GOOD, "[" * depth + "]" * depth)
+    with pytest.raises(InputError, match=r"line 2 \(1-based\)") as error:
+        import_jsonl(path)
+    assert error.value.row == 2 and "\n" not in str(error.value)
+
+
+def test_a_prompt_holding_a_lone_surrogate_names_its_line(tmp_path, capsys):
+    wrapped = json.dumps({"request": {"prompt": "The \ud800 capital"}, "response": json.loads(GOOD)})
+    path = write_lines(tmp_path, GOOD, wrapped)
+    with pytest.raises(InputError, match=r"field 'prompt', row 2: line 2 \(1-based\): the prompt holds"):
+        import_jsonl(path)
+    lone = chat_line([(" H", -0.5), ("XX", -1.5)]).replace('"XX"', '"\\udcff"')  # JSON's escape of a lone surrogate
+    token = write_lines(tmp_path, lone, name="token.jsonl")
+    out = tmp_path / "out.nc"
+    assert main(["import", str(token), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "field 'token'" in err and "Traceback" not in err and not out.exists()
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes((GOOD + "\n" + GOOD + "\n").encode() + b'{"x": "\xff"}\n')
+    with pytest.raises(InputError, match=r"line 3 \(1-based\) is not UTF-8 text") as error:
+        import_jsonl(path)
+    assert error.value.row == 3
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_is_refused_not_read_until_it_closes(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "responses.jsonl"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.nc"
+    assert main(["import", str(fifo), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a regular file" in err and not out.exists()
+
+
+def test_a_symlink_loop_is_not_called_missing(tmp_path):
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    with pytest.raises(InputError, match="symlink loop"):
+        import_jsonl(loop)
+    with pytest.raises(InputError, match="symlink loop"):
+        read_columns(loop)

@@ -131,3 +131,48 @@ def test_a_duplicate_column_among_many_is_found_in_one_pass():
 def test_labels_netcdf_cannot_store_are_refused(label):
     with pytest.raises(InputError, match="NUL or a character UTF-8 cannot store"):
         make_log(np.array([[0.5, 0.5]]), [label, OTHER], model="test")
+
+
+def test_token_ids_stored_as_strings_are_one_input_error(tmp_path):
+    ds = small_log().assign_coords(col_token_id=("col", np.array(["5", "7", "-1"])))
+    path = write_raw(tmp_path / "ids.nc", ds)
+    with pytest.raises(InputError, match=r"ids.nc: field 'col_token_id': has dtype <U2, expected integer token ids"):
+        read_log(path)
+
+
+@pytest.mark.parametrize("task, what", [("{not json", "is not JSON"), ("[1, 2]", "JSON list, expected an object"),
+                                        ("[" * 100_000, "is not JSON")])  # fmt: skip
+def test_a_task_attribute_that_is_not_a_json_object_is_named(tmp_path, task, what):
+    ds = small_log()
+    ds.attrs["task"] = task
+    path = write_raw(tmp_path / "task.nc", ds)
+    with pytest.raises(InputError, match=r"task.nc: field 'task': ") as error:
+        read_log(path)
+    assert what in str(error.value)
+    with pytest.raises(InputError, match="field 'task'"):
+        task_of(ds)
+
+
+def test_labels_and_prompts_stored_as_bytes_read_as_text(tmp_path):
+    ds = small_log(prompt=["x", "y", "z"])
+    ds = ds.assign_coords(col=np.array([b"a", b"b", OTHER.encode()]))
+    ds["prompt"] = ("row", np.array([b"x", "é".encode(), b"z"]))
+    back = read_log(write_raw(tmp_path / "bytes.nc", ds))
+    assert [type(c) for c in back["col"].values] == [str, str, str]
+    assert list(back["col"].values) == ["a", "b", OTHER] and list(back["prompt"].values) == ["x", "é", "z"]
+    ds["prompt"] = ("row", np.array([b"x", b"\xff", b"z"]))
+    with pytest.raises(InputError, match=r"bytes.nc: field 'prompt', row 1: holds bytes that are not UTF-8"):
+        read_log(write_raw(tmp_path / "bytes.nc", ds))
+
+
+@pytest.mark.parametrize("prompt", ["a\x00b", "\ud800"])
+def test_prompts_netcdf_cannot_store_are_refused_naming_the_row(prompt):
+    with pytest.raises(InputError, match=r"field 'prompt', row 1: holds a NUL or a character UTF-8 cannot store"):
+        small_log(prompt=["x", prompt, "z"])
+
+
+def test_a_schema_attribute_that_is_not_text_is_one_input_error(tmp_path):
+    ds = small_log()
+    ds.attrs["schema"] = np.array([1, 2])
+    with pytest.raises(InputError, match="field 'schema'"):
+        read_log(write_raw(tmp_path / "schema.nc", ds))

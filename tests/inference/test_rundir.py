@@ -132,3 +132,73 @@ def test_force_never_replaces_the_working_directory(tmp_path, datatree, monkeypa
     with pytest.raises(InputError, match="working directory"):
         check_destination("..", force=True)
     assert (run / "run.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "run_json, message",
+    [
+        ("[]", "run.json: is a JSON list, expected an object"),
+        ('{"options": []}', "field 'options': is a JSON list, expected dict"),
+        ('{"model": 3}', "field 'model': is a JSON int, expected str"),
+        ("[" * 100_000, "not valid JSON"),
+        (b"{\"model\": \"\xff\"}", "not UTF-8"),
+    ],
+)
+def test_a_run_json_of_the_wrong_shape_is_one_input_error(tmp_path, datatree, run_json, message):
+    out = write_run_dir(tmp_path / "run", datatree, {"model": "matrix"})
+    if isinstance(run_json, bytes):
+        (out / RUN_FILE).write_bytes(run_json)
+    else:
+        (out / RUN_FILE).write_text(run_json)
+    with pytest.raises(InputError, match=message) as error:
+        read_run(out)
+    assert "\n" not in str(error.value)
+
+
+def test_a_posterior_nc_that_is_an_llm_log_is_named_as_such(tmp_path, datatree):
+    from bayesmatrix.data.llmlog import OTHER, make_log, write_log
+
+    out = write_run_dir(tmp_path / "run", datatree, {"model": "matrix"})
+    write_log(make_log(np.array([[0.5, 0.5]]), ["a", OTHER], model="t"), out / POSTERIOR_FILE)
+    with pytest.raises(InputError, match=r"posterior.nc: has no posterior group \(an LLM log\?\)"):
+        read_run(out)
+
+
+def test_a_symlink_loop_is_not_called_missing(tmp_path, datatree):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(InputError, match="symlink loop"):
+        read_run(loop)
+    out = write_run_dir(tmp_path / "run", datatree, {})
+    (out / RUN_FILE).unlink()
+    (out / RUN_FILE).symlink_to(out / RUN_FILE)
+    with pytest.raises(InputError, match="symlink loop"):
+        read_run(out)
+
+
+def test_a_destination_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    with pytest.raises(InputError, match="cannot be written into /proc"):
+        check_destination("/proc/run", force=False)
+    with pytest.raises(InputError, match="is empty"):
+        check_destination("", force=True)
+
+
+def test_a_killed_fit_s_staging_folder_is_removed_by_the_next_write(tmp_path, datatree):
+    """SIGKILL while a run directory is being built leaves its staging folder; the next run beside it removes it."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "import arviz_base as azb, numpy as np\n"
+        "from bayesmatrix.inference.rundir import write_run_dir\n"
+        "tree = azb.from_dict({'posterior': {'s': np.ones((1, 3))}})\n"
+        "write_run_dir(sys.argv[1], tree, {}, figures=lambda tree, plots: os.kill(os.getpid(), signal.SIGKILL))\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "first")], capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".bayesmatrix-tmp-") and "first" in left[0]
+    write_run_dir(tmp_path / "second", datatree, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["second"]
