@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from bayesmatrix.data.llm import episode_tokens, load_model, log_task, next_token_logprobs, task_column_ids
+from bayesmatrix.data.llm import episode_tokens, load_model, log_task, next_token_logprobs, task_category_tokens
 from bayesmatrix.data.tasks import draw_episode, get_task
 
 
@@ -39,8 +39,9 @@ def best_time(function, repeats: int) -> float:
 
 def episode_inputs(loaded, task, episodes: int, length: int, seed: int):
     """Token ids and read positions of each episode, as the logger builds them."""
-    column_ids = task_column_ids(loaded.tokenizer, task)
-    return [episode_tokens(loaded, task, draw_episode(task, length, seed, e), column_ids) for e in range(episodes)]
+    categories = task_category_tokens(loaded.tokenizer, task)
+    placed = [episode_tokens(loaded, task, draw_episode(task, length, seed, e), categories) for e in range(episodes)]
+    return [(episode.token_ids, episode.read_at) for episode in placed]
 
 
 def per_prefix(loaded, inputs) -> np.ndarray:

@@ -16,7 +16,7 @@ The package is split by what each part does:
 
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, UnfinishedRunError
 from bayesmatrix.data.llm.drivers import log_prompts, log_task, read_prompts, run_log
-from bayesmatrix.data.llm.forward import RowOptions, next_token_logprobs
+from bayesmatrix.data.llm.forward import RowOptions, category_probs, next_token_logprobs
 from bayesmatrix.data.llm.loading import (
     DEFAULT_MODEL,
     DTYPES,
@@ -26,19 +26,33 @@ from bayesmatrix.data.llm.loading import (
     files_sha256,
     load_model,
 )
-from bayesmatrix.data.llm.rendering import column_token_ids, episode_tokens, prompt_tokens, task_column_ids
+from bayesmatrix.data.llm.rendering import (
+    CategoryTokens,
+    EpisodeTokens,
+    PackedEpisode,
+    column_token_ids,
+    episode_tokens,
+    pack_alternatives,
+    prompt_tokens,
+    task_category_tokens,
+    task_column_ids,
+)
 
 __all__ = [
+    "CategoryTokens",
     "Checkpoint",
     "DEFAULT_CHECKPOINT_EVERY",
     "DEFAULT_MODEL",
     "DTYPES",
+    "EpisodeTokens",
     "LoadedModel",
     "PARTIAL_SUFFIX",
+    "PackedEpisode",
     "RowOptions",
     "SMOLLM2_FILE",
     "SMOLLM2_PACKAGE",
     "UnfinishedRunError",
+    "category_probs",
     "column_token_ids",
     "episode_tokens",
     "files_sha256",
@@ -46,8 +60,10 @@ __all__ = [
     "log_prompts",
     "log_task",
     "next_token_logprobs",
+    "pack_alternatives",
     "prompt_tokens",
     "read_prompts",
     "run_log",
+    "task_category_tokens",
     "task_column_ids",
 ]

@@ -29,14 +29,17 @@ from bayesmatrix.data.catalog import resolve
 from bayesmatrix.data.columns import read_columns, read_text
 from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
-from bayesmatrix.data.llm.forward import RowOptions, _forward, _read_rows
+from bayesmatrix.data.llm.forward import RowOptions, _forward, _read_rows, category_probs
 from bayesmatrix.data.llm.loading import DEFAULT_MODEL, DTYPES, LoadedModel, _context_limit, load_model
 from bayesmatrix.data.llm.rendering import (
+    SINGLE_TOKEN,
     _column_labels,
+    _token_labels,
     column_token_ids,
     episode_tokens,
+    pack_alternatives,
     prompt_tokens,
-    task_column_ids,
+    task_category_tokens,
 )
 from bayesmatrix.data.llmlog import OTHER, make_log, write_log
 from bayesmatrix.data.tasks import Task, draw_episode, get_task
@@ -60,35 +63,49 @@ def log_task(
     Rows of an episode are consecutive, ``position`` 0..length, with
     ``context_counts`` the category counts among the observations before the
     row (``<other>`` always 0), so consecutive differences give the sequence
-    back. Column ``i`` is the token category ``i`` renders as (``" H"`` for the
-    category ``"H"`` with SmolLM2), then ``<other>``. ``options`` adds
-    samples, embeddings or raw top tokens (samples of row (episode e, position
+    back, and ``prompt`` the exact text the row's predictive was read after.
+    Column ``i`` is category ``i`` as its tokens decode (``" H"`` for the
+    category ``"H"`` with SmolLM2), then ``<other>``. A category of several
+    tokens has the product of their next-token probabilities, every one read
+    in the same pass as the episode (:func:`~bayesmatrix.data.llm.rendering.pack_alternatives`);
+    the ``category_rule`` and ``category_tokens`` attributes say how.
+    ``options`` adds samples (single-token categories only), embeddings or
+    raw top tokens at the read position (samples of row (episode e, position
     k) depend only on (seed, e, k)). ``checkpoint`` resumes from and saves to a
     :class:`Checkpoint`; ``attrs`` are added to the log's attributes.
     """
     _check_episodes(episodes, length, batch_size)
     options = (options or RowOptions())._replace(seed=seed)
-    column_ids = task_column_ids(loaded.tokenizer, task)
+    categories = task_category_tokens(loaded.tokenizer, task)
+    single = categories.rule == SINGLE_TOKEN
+    _check_samples(task, categories, options.samples)
+    column_ids = [tokens[0] if len(tokens) == 1 else -1 for tokens in categories.own]
     n_categories = len(column_ids)
+    limit = _context_limit(loaded)
 
     def compute(start: int, stop: int, advance: Callable[[int], None]) -> dict[str, np.ndarray]:
         parts = []
         for batch_start in range(start, stop, batch_size):
             batch = range(batch_start, min(batch_start + batch_size, stop))
             observations = [draw_episode(task, length, seed, e) for e in batch]
-            placed = [episode_tokens(loaded, task, obs, column_ids) for obs in observations]
-            limit = _context_limit(loaded)
-            if limit is not None and max(len(tokens) for tokens, _ in placed) > limit:
+            placed = [episode_tokens(loaded, task, obs, categories) for obs in observations]
+            if limit is not None and max(len(episode.token_ids) for episode in placed) > limit:
                 raise InputError(f"episodes of length {length} do not fit the model's context of {limit} tokens",
                                  field="length")
-            logits, embedding = _forward(loaded, [t for t, _ in placed], [r for _, r in placed], options.embeddings)
             keys = [(e, k) for e in batch for k in range(length + 1)]
+            if single:
+                logits, embedding = _forward(loaded, [p.token_ids for p in placed], [p.read_at for p in placed],
+                                             options.embeddings)
+                column_probs = None
+            else:
+                logits, embedding, column_probs = _forward_packed(loaded, placed, categories, options.embeddings)
             rows = _read_rows(
-                logits.reshape(-1, logits.shape[-1]),
-                None if embedding is None else embedding.reshape(-1, embedding.shape[-1]),
-                column_ids,
+                logits[:, : length + 1].reshape(-1, logits.shape[-1]),
+                None if embedding is None else embedding[:, : length + 1].reshape(-1, embedding.shape[-1]),
+                [tokens[0] for tokens in categories.tokens],
                 options,
                 keys,
+                column_probs,
             )
             context = np.zeros((len(batch), length + 1, n_categories + 1), dtype=np.int64)
             for b, obs in enumerate(observations):
@@ -96,6 +113,7 @@ def log_task(
                 context[b, 1:] = np.cumsum(onehot, axis=0)
             rows["context_counts"] = context.reshape(-1, n_categories + 1)
             rows["episode"] = np.repeat(np.asarray(batch, dtype=np.int64), length + 1)
+            rows["prompt"] = np.asarray([prompt for p in placed for prompt in p.prompts], dtype=str)
             parts.append(rows)
             advance(len(batch))
         return _stack(parts)
@@ -104,14 +122,39 @@ def log_task(
     task_json = {**task.to_json(), "length": length, "episodes": episodes}
     return make_log(
         rows.pop("probs"),
-        _column_labels(loaded.tokenizer, column_ids) + [OTHER],
-        list(column_ids) + [-1],
+        _token_labels(loaded.tokenizer, categories.own) + [OTHER],
+        column_ids + [-1],
         model=loaded.name,
         task=task_json,
+        prompt=[str(prompt) for prompt in rows.pop("prompt")],
         **rows,
         **_reproducibility_attrs(loaded, seed, batch_size, options, mode="task"),
+        category_rule=categories.rule,
+        category_tokens=json.dumps([list(tokens) for tokens in categories.tokens]),
         **(attrs or {}),
     )
+
+
+def _forward_packed(loaded: LoadedModel, placed, categories, hidden: bool):
+    """One pass over a batch of episodes with their alternative continuations packed after them.
+
+    Returns the logits and LM-head inputs at every episode's sources (reads
+    first) and the category probabilities (rows, categories), rows in episode
+    order.
+    """
+    packed = [pack_alternatives(episode, categories) for episode in placed]
+    width = max(len(p.sources) for p in packed)
+    # every sequence reads the same number of sources: pad with its first read, then ignore it
+    sources = [p.sources + [p.sources[0]] * (width - len(p.sources)) for p in packed]
+    logits, embedding = _forward(loaded, [p.token_ids for p in packed], sources, hidden,
+                                 packed=[(p.position_ids, p.allowed) for p in packed])
+    offsets = np.arange(len(packed)) * width
+    factors = [
+        [[(int(offset) + slot, token) for slot, token in pairs] for pairs in row]
+        for offset, p in zip(offsets, packed)
+        for row in p.factors
+    ]
+    return logits, embedding, category_probs(logits.reshape(-1, logits.shape[-1]), factors)
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -253,6 +296,12 @@ def _check_at_least(minimum: int, **values: int) -> None:
             raise InputError(f"must be at least {minimum}, not {value}", field=field)
 
 
+def _check_samples(task: Task, categories, samples: int) -> None:
+    if samples and categories.rule != SINGLE_TOKEN:
+        raise InputError(f"samples count single next tokens, and task {task.name!r} has categories of several "
+                         "tokens", field="samples")
+
+
 def _check_episodes(episodes: int, length: int, batch_size: int) -> None:
     _check_at_least(1, episodes=episodes, batch_size=batch_size)
     _check_at_least(0, length=length)
@@ -341,7 +390,8 @@ def run_log(
 
     loaded = load_model(model, dtype, device)
     if task is not None:
-        task_column_ids(loaded.tokenizer, the_task)  # a task this tokenizer cannot render fails before any output
+        # a task this tokenizer cannot render fails before any output
+        _check_samples(the_task, task_category_tokens(loaded.tokenizer, the_task), samples)
     else:
         if column_lines is not None:
             column_token_ids(loaded.tokenizer, column_lines, file=str(columns))

@@ -35,11 +35,20 @@ class RowOptions(NamedTuple):
     the row index for prompts, (episode, position) for ICL tasks."""
 
 
-def _forward(loaded: LoadedModel, sequences: Sequence[Sequence[int]], read_at: Sequence[Sequence[int]], hidden: bool):
+def _forward(
+    loaded: LoadedModel,
+    sequences: Sequence[Sequence[int]],
+    read_at: Sequence[Sequence[int]],
+    hidden: bool,
+    packed: Sequence[tuple[Sequence[int], np.ndarray]] | None = None,
+):
     """Logits (batch, reads, vocab) at ``read_at[b]`` of each sequence, and the LM head's input there.
 
     Every sequence has the same number of read positions. Sequences are
     right-padded; real tokens keep positions 0..L-1 and never see the padding.
+    ``packed`` gives each sequence its own ``(position_ids, allowed)`` instead,
+    ``allowed`` (L, L) saying which tokens each token attends to: several
+    continuations of one prefix then share one pass (README.md, "Logging").
     """
     model = loaded.model
     device = next(model.parameters()).device
@@ -51,6 +60,9 @@ def _forward(loaded: LoadedModel, sequences: Sequence[Sequence[int]], read_at: S
     for b, sequence in enumerate(sequences):
         input_ids[b, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
         attention_mask[b, : len(sequence)] = 1
+    inputs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False)
+    if packed is not None:
+        inputs.update(_packed_inputs(packed, width, next(model.parameters()).dtype, device))
     read = torch.as_tensor(np.asarray(read_at, dtype=np.int64))  # (batch, reads)
     head_inputs: list[torch.Tensor] = []
     hook = None
@@ -61,7 +73,6 @@ def _forward(loaded: LoadedModel, sequences: Sequence[Sequence[int]], read_at: S
     keep = {"logits_to_keep": read.to(device)} if _takes_logits_to_keep(model) else {}
     try:
         with torch.inference_mode():
-            inputs = dict(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), use_cache=False)
             output = model(**inputs, **keep)
             if keep and tuple(output.logits.shape[:2]) != tuple(read.shape):
                 # a model whose logits_to_keep takes no per-row positions: project every position
@@ -80,6 +91,23 @@ def _forward(loaded: LoadedModel, sequences: Sequence[Sequence[int]], read_at: S
     return logits.cpu(), (None if embedding is None else embedding.cpu())
 
 
+def _packed_inputs(packed, width: int, dtype: torch.dtype, device) -> dict[str, torch.Tensor]:
+    """Position ids (batch, width) and an additive 4D attention mask (batch, 1, width, width) for ``_forward``.
+
+    A 4D mask goes to the attention as it is (transformers' masking_utils
+    returns it unchanged). Masked entries take the dtype's lowest value, not
+    -inf, so that a padding row attending to nothing stays finite.
+    """
+    position_ids = torch.zeros((len(packed), width), dtype=torch.long)
+    allowed = torch.eye(width, dtype=torch.bool).repeat(len(packed), 1, 1)  # padding rows see themselves
+    for b, (positions, sequence_allowed) in enumerate(packed):
+        length = len(positions)
+        position_ids[b, :length] = torch.as_tensor(list(positions), dtype=torch.long)
+        allowed[b, :length, :length] = torch.as_tensor(sequence_allowed)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return {"position_ids": position_ids.to(device), "attention_mask": mask[:, None].to(device)}
+
+
 def _takes_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
@@ -94,17 +122,48 @@ def next_token_logprobs(loaded: LoadedModel, prompt: str | Sequence[int]) -> np.
     return torch.log_softmax(logits[0, 0].double(), dim=-1).numpy()
 
 
+def category_probs(logits: torch.Tensor, factors: Sequence[Sequence[Sequence[tuple[int, int]]]]) -> np.ndarray:
+    """Category probabilities (rows, categories) as products of next-token probabilities.
+
+    ``logits`` (sources, vocab) are read at the tokens whose next-token
+    distribution a factor needs; ``factors[row][c]`` lists category ``c``'s
+    ``(source, token)`` pairs: the probability of ``token`` after ``source``.
+    The product is a sum of float64 log-probabilities.
+    """
+    logprobs = torch.log_softmax(logits.double(), dim=-1)
+    sources, tokens, cells = [], [], []
+    for r, row in enumerate(factors):
+        for c, pairs in enumerate(row):
+            for source, token in pairs:
+                sources.append(source)
+                tokens.append(token)
+                cells.append(r * len(row) + c)
+    picked = logprobs[torch.as_tensor(sources), torch.as_tensor(tokens)]
+    n_categories = len(factors[0])
+    total = torch.zeros(len(factors) * n_categories, dtype=torch.float64).index_add_(0, torch.as_tensor(cells), picked)
+    return total.exp().reshape(len(factors), n_categories).numpy()
+
+
 def _read_rows(
     logits: torch.Tensor,
     embedding: torch.Tensor | None,
     column_ids: Sequence[int],
     options: RowOptions,
     sample_keys: Sequence[tuple[int, ...]],
+    column_probs: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Row arrays from logits (rows, vocab): probs over the columns plus ``<other>``, and the options' extras."""
+    """Row arrays from logits (rows, vocab): probs over the columns plus ``<other>``, and the options' extras.
+
+    ``column_probs`` (rows, columns) replace the columns' next-token
+    probabilities (categories of several tokens, :func:`category_probs`);
+    samples then have no meaning and must be off.
+    """
     logprobs = torch.log_softmax(logits.double(), dim=-1)
-    ids = torch.as_tensor(list(column_ids), dtype=torch.long)
-    column_probs = logprobs[:, ids].exp().numpy()
+    if column_probs is None:
+        ids = torch.as_tensor(list(column_ids), dtype=torch.long)
+        column_probs = logprobs[:, ids].exp().numpy()
+    elif options.samples:
+        raise ValueError("samples count single next tokens; they do not apply to categories of several tokens")
     # float64 and distinct columns keep the sum at most 1 + 1e-15; the clip guards that rounding
     other = np.clip(1.0 - column_probs.sum(axis=1, keepdims=True), 0.0, None)
     rows = {"probs": np.concatenate([column_probs, other], axis=1)}

@@ -131,9 +131,12 @@ def test_same_seed_same_log_other_seed_other_episodes(tiny):
     assert not np.array_equal(first["context_counts"].values, other["context_counts"].values)
 
 
-def test_a_label_that_is_not_one_token_is_a_clear_error(tiny):
-    with pytest.raises(InputError, match=r"observation 1 \('cat:dog'\).*not as one token"):
-        log_task(tiny, get_task("labels", labels=["bird", "cat:dog"]), 1, 2)
+def test_a_label_that_merges_with_its_context_is_a_clear_error(tiny):
+    # "cat:dog" is three tokens of its own, read as a product (tests/data/test_multitoken.py); "dog," is not:
+    # its comma merges with the observation's own comma into one token
+    assert log_task(tiny, get_task("labels", labels=["bird", "cat:dog"]), 1, 2).attrs["category_rule"] == "product"
+    with pytest.raises(InputError, match=r"observation 1 \('dog,'\).*not as tokens of its own"):
+        log_task(tiny, get_task("labels", labels=["bird", "dog,"]), 1, 2)
     with pytest.raises(InputError, match="'zebra' is not in the vocabulary"):
         log_task(tiny, get_task("labels", labels=["bird", "zebra"]), 1, 2)
 
