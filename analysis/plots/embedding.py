@@ -15,7 +15,7 @@ def plot_continuity(pairs, continuity, path: Path, bins: int = 30) -> Path:
     from bayesmatrix.data.atomic import atomic_path
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     distance = pairs["embedding_distance"].to_numpy()
     llm = pairs["js_llm_bits"].to_numpy()
     fitted = pairs["js_map_bits"].to_numpy()
@@ -40,7 +40,6 @@ def plot_continuity(pairs, continuity, path: Path, bins: int = 30) -> Path:
     ax.set_ylabel("Jensen-Shannon divergence (bits)")
     ax.set_title("Continuity: next-token distribution distance against embedding distance")
     ax.legend(fontsize=7, loc="lower right", markerscale=4)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

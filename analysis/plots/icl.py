@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bayesmatrix.analysis.plots.backend import pyplot, save
+from bayesmatrix.analysis.plots.labels import readable, recent
 
 # Interval drawn around fitted predictives (ArviZ's default credible mass).
 INTERVAL_PROB = 0.94
@@ -27,33 +28,48 @@ def plot_instrumented(
     observations (the most probable ones, and the one that came next) and their
     probabilities; ``context[k]`` is the observation that arrives after position
     ``k``, drawn orange where it is predicted. At most ``max_panels`` positions
-    are drawn, evenly spread and always including the first and last.
+    are drawn, evenly spread and always including the first and last. Each
+    panel's title ends with the latest observations, spaced when they are words.
     """
+    from matplotlib.patches import Patch
+
     plt = pyplot()
     positions = len(token_probs)
     shown = np.unique(np.linspace(0, positions - 1, min(max_panels, positions)).round().astype(int))
     columns = min(4, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3.0 * columns, 2.0 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.1 * rows + 0.6), squeeze=False, sharex=True,
+                             layout="constrained")
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     for ax, k in zip(axes.ravel(), shown):
-        nxt = context[k].strip() if k < len(context) else None
-        labels = [repr(label)[1:-1] for label in token_labels[k]]
-        colours = ["tab:orange" if label.strip() == nxt else "tab:blue" for label in token_labels[k]]
-        order = np.arange(len(labels))[::-1]
+        nxt = readable(context[k]) if k < len(context) else None
+        colours = ["tab:orange" if readable(label) == nxt else "tab:blue" for label in token_labels[k]]
+        order = np.arange(len(token_labels[k]))[::-1]
         ax.barh(order, np.asarray(token_probs[k], dtype=float), color=colours)
-        ax.set_yticks(order, [f"'{label}'" for label in labels], fontsize=7)
+        # repr shows a token's spaces and newlines ('\n', ' north')
+        ax.set_yticks(order, [repr(str(label)) for label in token_labels[k]], fontsize=7)
         ax.set_xlim(0, 1)
-        seen = "".join(c.strip() for c in context[:k])
-        ax.set_title(f"after {k}: {('…' + seen[-11:]) if len(seen) > 12 else seen or '(none)'}", fontsize=8)
+        ax.set_title(f"after {k}: {recent(context[:k])}", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("next-token probability", fontsize=8)
     fig.suptitle(title or "Top next tokens at each in-context position", fontsize=9)
-    fig.text(0.99, 0.005, "orange: the token that came next", ha="right", va="bottom", fontsize=7, color="tab:orange")
-    fig.tight_layout()
+    fig.legend([Patch(color="tab:blue"), Patch(color="tab:orange")], ["another token", "the token that came next"],
+               loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return save(fig, path)
+
+
+def _observation_ticks(ax, observations: list[str], max_ticks: int = 40) -> None:
+    """The observation that arrived before each position, as rotated tick labels on a top axis (thinned to
+    at most ``max_ticks``), so words never run into each other."""
+    top = ax.secondary_xaxis("top")
+    step = int(np.ceil(len(observations) / max_ticks)) if observations else 1
+    ticks = np.arange(len(observations))[::step]
+    words = [readable(observations[k]) for k in ticks]
+    rotation = 90 if max((len(w) for w in words), default=0) > 2 else 0
+    top.set_xticks(ticks + 1, words, rotation=rotation, fontsize=7, color="0.3")
+    top.tick_params(axis="x", length=2, pad=1)
 
 
 def plot_fitted_predictive(
@@ -68,15 +84,17 @@ def plot_fitted_predictive(
 
     ``llm`` (positions, C); ``fitted[name]`` (draws, positions, C): the updater's
     predictive under each posterior draw. One panel per category (one panel
-    for two categories, the second is the complement).
+    for two categories, the second is the complement). The top axis of each
+    panel names the observation that arrived before each position.
     """
     plt = pyplot()
     llm = np.asarray(llm, dtype=float)
     positions = np.arange(llm.shape[0])
     shown = [0] if len(categories) == 2 else list(range(min(len(categories), 6)))
-    columns = min(3, len(shown))
+    columns = 2 if len(shown) == 4 else min(3, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns + 2.2, 3.0 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.2 * rows + 0.5), squeeze=False,
+                             layout="constrained")
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
     tail = (1 - INTERVAL_PROB) / 2
@@ -87,16 +105,18 @@ def plot_fitted_predictive(
             (line,) = ax.plot(positions, draws[..., c].mean(axis=0), lw=1.3, label=name)
             ax.fill_between(positions, low, high, color=line.get_color(), alpha=0.2, lw=0)
         ax.plot(positions, llm[:, c], "ko", ms=3.5, label="LLM")
-        for k, symbol in enumerate(observations):
-            ax.annotate(symbol, (k + 1, 0.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
-                        textcoords="offset points", ha="center", fontsize=7, color="0.35")
+        _observation_ticks(ax, observations)
         ax.set_ylim(0, 1)
-        ax.set_title(f"p({categories[c]!r})", fontsize=9)
-        ax.set_xlabel("in-context observations")
+        ax.set_xlim(-0.5, positions[-1] + 0.5)
+        if len(positions) <= 24:
+            ax.set_xticks(positions)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"p({readable(categories[c])})", fontsize=9)
+        ax.set_xlabel("in-context observations", fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, loc="center right")
-    fig.suptitle(title or f"LLM predictive and fitted updaters (mean, {INTERVAL_PROB:.0%} interval)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_figwidth(), 1))
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 5), frameon=False)
+    fig.suptitle(title or f"LLM predictive and fitted updaters (mean, {INTERVAL_PROB:.0%} interval); "
+                 "top axis: the observation just seen", fontsize=9)
     return save(fig, path)
 
 
@@ -113,10 +133,18 @@ def plot_kl_entropy(
     ``kl`` and ``kl_mcse`` (positions,) are means over episodes and their
     standard errors; ``entropy[name]`` (positions,) mean entropies in bits.
     """
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.3))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.3), layout="constrained")
     left.errorbar(positions, kl, yerr=kl_mcse, fmt="o-", ms=3, capsize=2)
     left.set_yscale("log")
+    # plain numbers (0.4, not 4 x 10^-1); minor ticks labelled too where the axis spans little more than a decade
+    plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+    low, high = left.get_ylim()
+    left.yaxis.set_major_formatter(plain)
+    left.yaxis.set_minor_formatter(plain if np.log10(high / low) < 1.5 else NullFormatter())
+    left.tick_params(axis="y", which="minor", labelsize=7)
     left.set_xlabel("in-context observations")
     left.set_ylabel("KL(LLM || exact Bayes) [bits]")
     left.set_title("distance from the fitted exact Bayesian", fontsize=9)
@@ -129,5 +157,4 @@ def plot_kl_entropy(
     right.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return save(fig, path)

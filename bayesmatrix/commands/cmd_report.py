@@ -17,6 +17,10 @@ def register(subparsers) -> None:
     p.add_argument("--log", action="append", default=[], metavar="LOG",
                    help="an LLM log the runs were fitted to (repeatable)")
     p.add_argument("--title", default="bayesmatrix report")
+    p.add_argument("--model", metavar="NAME",
+                   help="the model whose tokenizer names each log's top-k token ids in the instrumented-LLM "
+                   "picture (a shipped name such as smollm2, a folder, a .gguf file or a hub id; only the "
+                   "tokenizer is loaded); default: each log's own model, where this machine has it")
     p.set_defaults(run=_run)
 
 
@@ -25,6 +29,6 @@ def _run(args) -> int:
     from bayesmatrix.data.catalog import resolve
 
     logs = [resolve(log, field="log") for log in args.log]  # a shipped log by name, e.g. corpus:smollm2
-    result = build_report(args.runs, args.out, logs, title=args.title)
+    result = build_report(args.runs, args.out, logs, title=args.title, model=args.model)
     print(f"wrote {result.path}")
     return 0

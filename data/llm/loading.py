@@ -65,6 +65,22 @@ def load_model(spec: str = DEFAULT_MODEL, dtype: str = "float32", device: str = 
     return LoadedModel(model.to(torch_device).eval(), tokenizer, spec, file_hash)
 
 
+def load_tokenizer(spec: str = DEFAULT_MODEL, local_files_only: bool = False) -> Any:
+    """The tokenizer of the model ``spec`` names (resolved as :func:`load_model` does), without its
+    weights: enough to decode a log's token ids. ``local_files_only`` keeps a hub id off the network."""
+    from transformers import AutoTokenizer
+
+    folder, gguf_file, weight_files = _resolve_model(spec)
+    options = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=local_files_only, **options)
+    except (OSError, ValueError) as error:
+        if weight_files is None:
+            raise InputError(f"no tokenizer for model {spec!r} found locally or on the hub", field="model") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"could not load the tokenizer of model {spec!r}: {reason}", field="model") from None
+
+
 def _device(device: str) -> torch.device:
     try:
         torch_device = torch.device(device)
