@@ -1,9 +1,19 @@
-"""Convergence diagnostics of a run: R-hat, bulk and tail ESS, divergences, E-BFMI; the ELBO trace for SVI.
+"""Diagnostics of a run: R-hat, bulk and tail ESS, divergences, E-BFMI (NUTS); ELBO plateau and the guide's Pareto k (SVI).
 
 Thresholds follow Vehtari et al. (2021), "Rank-normalization, folding, and
 localization: an improved R-hat" (R-hat < 1.01, ESS > 100 per chain) and
 Betancourt (2016), "Diagnosing suboptimal cotangent disintegrations in
 Hamiltonian Monte Carlo" (E-BFMI > 0.3).
+
+Draws from an SVI guide are independent by construction, so their R-hat and
+ESS say nothing about the fit. What can be checked is whether the optimiser
+settled (the ELBO's relative change over its last steps, the plateau rule of
+``inference.svi``) and whether the guide covers the posterior: the Pareto k of
+the importance weights ``log p(x, z) - log q(z)`` of its draws (PSIS; Yao,
+Vehtari, Simpson & Gelman (2018), "Yes, but did it work?: Evaluating
+variational inference"): k below ``min(1 - 1/log10(S), 0.7)`` (0.67 at
+S = 1,000 draws) is usable, above it the guide misses posterior mass and its
+intervals are not to be trusted.
 """
 
 from __future__ import annotations
@@ -16,14 +26,36 @@ import numpy as np
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
 EBFMI_MIN = 0.3
+PARETO_K_MAX = 0.7
+"""Pareto k above this is unreliable at any number of draws (fewer draws lower it: :func:`pareto_k_threshold`)."""
+
+
+def pareto_k_threshold(num_draws: int) -> float:
+    """``min(1 - 1/log10(S), 0.7)``: the Pareto k up to which S importance draws are reliable
+    (Vehtari et al. 2024, "Pareto smoothed importance sampling")."""
+    return float(min(1.0 - 1.0 / np.log10(max(num_draws, 11)), PARETO_K_MAX))
+
+
+def importance_pareto_k(log_weights: np.ndarray) -> float:
+    """Pareto k of the right tail of importance weights, from their logs (one per draw); NaN where
+    they are not all finite (a point-mass guide has no density)."""
+    from arviz_stats.base import array_stats
+
+    log_weights = np.asarray(log_weights, dtype=float).ravel()
+    if log_weights.size < 2 or not np.isfinite(log_weights).all():
+        return float("nan")
+    # arviz_stats' psislw smooths the right tail of the negated array (it is given log-likelihoods
+    # and smooths the LOO ratios 1 / p), so importance log weights go in negated.
+    _, khat = array_stats.psislw(-log_weights, r_eff=1.0)
+    return float(khat)
 
 
 class Diagnosis(NamedTuple):
     """What :func:`diagnose_datatree` returns."""
 
     table: Any
-    """pandas DataFrame: one row per global parameter (mean, sd, 94% interval, ess_bulk,
-    ess_tail, r_hat, mcse) and a ``flag`` column naming what fails."""
+    """pandas DataFrame: one row per global parameter (mean, sd, the ``inference.fit.INTERVAL_PROB``
+    interval, and for NUTS ess_bulk, ess_tail, r_hat, mcse) and a ``flag`` column naming what fails."""
     method: str
     """'nuts' or 'svi'."""
     num_chains: int
@@ -36,6 +68,14 @@ class Diagnosis(NamedTuple):
     """The SVI loss (-ELBO) per step (empty for NUTS)."""
     svi_converged: bool | None
     """Whether SVI's ELBO plateaued (None for NUTS)."""
+    elbo_relative_change: float
+    """SVI: relative change of the mean loss between the last two windows of 500 steps (the
+    plateau rule, ``inference.svi.elbo_relative_change``); NaN for NUTS."""
+    pareto_k: float
+    """SVI: Pareto k of the guide draws' importance weights ``log p(x, z) - log q(z)``; NaN for
+    NUTS, a point-mass guide, or a run fitted before the weights were stored."""
+    pareto_k_threshold: float
+    """The k up to which the importance weights of this many draws are reliable."""
     flags: list[str]
     """One plain sentence per failed check; empty when every check passes."""
 
@@ -52,7 +92,8 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
     """Diagnose a fitted DataTree (from ``fit`` or read back from a run directory)."""
     import arviz_stats as azs
 
-    from bayesmatrix.inference.fit import global_sites
+    from bayesmatrix.inference.fit import INTERVAL_PROB, global_sites
+    from bayesmatrix.inference.svi import IMPORTANCE_SITE, PLATEAU_TOLERANCE, elbo_relative_change
 
     method = method or datatree.attrs.get("method", "nuts")
     posterior = datatree["posterior"]
@@ -62,16 +103,21 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
         # R-hat and ESS of a single SVI "chain" of independent draws are well defined
         # but ArviZ warns about one chain; nothing here depends on that warning.
         warnings.simplefilter("ignore", UserWarning)
-        table = azs.summary(datatree, var_names=names, round_to="none", ci_prob=0.94)
+        table = azs.summary(datatree, var_names=names, round_to="none", ci_prob=INTERVAL_PROB, ci_kind="eti")
+    if method == "svi":
+        # Independent guide draws: their R-hat and ESS check the sampler of q, not the fit (module docstring).
+        table = table.drop(columns=[c for c in ("ess_bulk", "ess_tail", "r_hat", "mcse_mean", "mcse_sd") if c in table])
     flags: list[str] = []
     row_flags = []
     for label, row in table.iterrows():
         problems = []
         if method == "nuts":
-            if np.isfinite(row["r_hat"]) and row["r_hat"] > RHAT_MAX:
+            if not np.isfinite(row["r_hat"]):
+                problems.append("r_hat is not finite")
+            elif row["r_hat"] > RHAT_MAX:
                 problems.append(f"r_hat {row['r_hat']:.3f} > {RHAT_MAX}")
             for ess in ("ess_bulk", "ess_tail"):
-                if row[ess] < ESS_PER_CHAIN_MIN * num_chains:
+                if not row[ess] >= ESS_PER_CHAIN_MIN * num_chains:
                     problems.append(f"{ess} {row[ess]:.0f} < {ESS_PER_CHAIN_MIN * num_chains}")
         if not np.isfinite(row["mean"]):
             problems.append("mean is not finite")
@@ -83,6 +129,8 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
     num_divergences = 0
     chain_ebfmi = np.array([])
     elbo = np.array([])
+    relative_change = pareto_k = float("nan")
+    threshold = pareto_k_threshold(num_chains * num_draws)
     if method == "nuts" and "sample_stats" in datatree.children:
         stats = datatree["sample_stats"]
         if "diverging" in stats:
@@ -97,10 +145,19 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
     if method == "svi":
         if "elbo" in datatree.children:
             elbo = np.asarray(datatree["elbo"]["loss"])
+            relative_change = elbo_relative_change(elbo)
         if svi_converged is False:
             flags.append("SVI stopped before the ELBO reached a plateau (raise max_steps, the step limit)")
+        elif np.isfinite(relative_change) and relative_change > PLATEAU_TOLERANCE:
+            flags.append(f"the ELBO still moves: relative change {relative_change:.1e} > {PLATEAU_TOLERANCE:g} "
+                         "over its last steps")  # fmt: skip
         if elbo.size and not np.isfinite(elbo[-1]):
             flags.append("SVI loss is not finite")
+        if "sample_stats" in datatree.children and IMPORTANCE_SITE in datatree["sample_stats"]:
+            pareto_k = importance_pareto_k(np.asarray(datatree["sample_stats"][IMPORTANCE_SITE]))
+            if np.isfinite(pareto_k) and pareto_k > threshold:
+                flags.append(f"the guide's Pareto k {pareto_k:.2f} > {threshold:.2f}: it misses posterior mass, "
+                             "so its intervals are unreliable (try guide mvn, or NUTS)")  # fmt: skip
     return Diagnosis(
         table=table,
         method=method,
@@ -110,8 +167,36 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
         ebfmi=chain_ebfmi,
         elbo=elbo,
         svi_converged=svi_converged,
+        elbo_relative_change=relative_change,
+        pareto_k=pareto_k,
+        pareto_k_threshold=threshold,
         flags=flags,
     )
+
+
+def svi_checks(diagnosis: Diagnosis) -> list[str]:
+    """The SVI run's checks in words: the ELBO plateau and the guide's Pareto k (empty for NUTS)."""
+    from bayesmatrix.inference.svi import PLATEAU_TOLERANCE, PLATEAU_WINDOW
+
+    if diagnosis.method != "svi":
+        return []
+    lines = []
+    if diagnosis.elbo.size:
+        change = diagnosis.elbo_relative_change
+        lines.append(
+            f"ELBO: {len(diagnosis.elbo)} steps, loss {diagnosis.elbo[0]:.4g} -> {diagnosis.elbo[-1]:.4g}; relative change "
+            f"between the last two {PLATEAU_WINDOW}-step means {change:.1e} (plateau: below {PLATEAU_TOLERANCE:g}); "
+            f"plateau reached: {'yes' if diagnosis.svi_converged is not False and change <= PLATEAU_TOLERANCE else 'no'}"
+        )
+    if np.isfinite(diagnosis.pareto_k):
+        k, threshold = diagnosis.pareto_k, diagnosis.pareto_k_threshold
+        verdict = "good" if k < 0.5 else "usable" if k <= threshold else "unreliable"
+        lines.append(f"guide Pareto k (PSIS of log p(x, z) - log q(z) over {diagnosis.num_draws} draws): {k:.2f} "
+                     f"({verdict}; below 0.5 good, up to {threshold:.2f} usable)")  # fmt: skip
+    else:
+        lines.append("guide Pareto k: not available (a point-mass guide has no density, or the run predates it)")
+    lines.append("intervals from a variational guide are approximate")
+    return lines
 
 
 def diagnose(run_dir) -> Diagnosis:
@@ -127,6 +212,8 @@ def format_diagnosis(diagnosis: Diagnosis, title: str = "", max_entries: int = 1
     entries (an embedding's loadings) fold into one line each (:func:`folded_table`)."""
     import pandas as pd
 
+    from bayesmatrix.inference.fit import INTERVAL_COLUMNS, INTERVAL_LABEL
+
     lines = []
     if title:
         lines.append(title)
@@ -136,14 +223,10 @@ def format_diagnosis(diagnosis: Diagnosis, title: str = "", max_entries: int = 1
         if diagnosis.ebfmi.size:
             lines.append("E-BFMI per chain: " + ", ".join(f"{v:.2f}" for v in diagnosis.ebfmi))
     else:
-        lines.append(f"SVI: {diagnosis.num_draws} draws from the fitted guide")
-        if diagnosis.elbo.size:
-            tail = diagnosis.elbo[-min(len(diagnosis.elbo), 500) :]
-            lines.append(
-                f"ELBO: {len(diagnosis.elbo)} steps, first loss {diagnosis.elbo[0]:.4g}, "
-                f"last-500 mean loss {np.mean(tail):.4g}, plateau: {diagnosis.svi_converged}"
-            )
-    columns = [c for c in ("mean", "sd", "eti94_lb", "eti94_ub", "ess_bulk", "ess_tail", "r_hat", "flag") if c in diagnosis.table]
+        lines.append(f"SVI: {diagnosis.num_draws} draws from the fitted guide (no R-hat or ESS: the draws are independent)")
+        lines.extend(svi_checks(diagnosis))
+    lines.append(f"intervals: {INTERVAL_LABEL}")
+    columns = [c for c in ("mean", "sd", *INTERVAL_COLUMNS, "ess_bulk", "ess_tail", "r_hat", "flag") if c in diagnosis.table]
     table, folded = folded_table(diagnosis.table[columns], max_entries)
     with pd.option_context("display.width", 160, "display.max_rows", None, "display.max_columns", 20):
         lines.append(table.to_string(float_format=lambda v: f"{v:.4g}", na_rep=""))

@@ -111,3 +111,30 @@ def posterior_predictive_datatree(fitted: FittedPredictive, rows: np.ndarray | N
         coords={"row": rows},
         dims={name: ["row"] for name in names},
     )
+
+
+def loo_pit(datatree, var_names=None):
+    """``arviz_stats.loo_pit`` of a run's ``posterior_predictive`` group, for observations that are rows.
+
+    A row's log-likelihood is one number (``chain, draw, row``) while its prediction is a vector
+    (``chain, draw, row, col``), ArviZ's layout for multivariate observations; ``arviz_stats`` 0.8's
+    ``loo_pit`` does not broadcast the row's PSIS weights over ``col`` (an IndexError). Here they are
+    computed once per row and broadcast, so each entry's LOO-PIT leaves its whole row out.
+    """
+    import arviz_stats as azs
+    import xarray as xr
+
+    names = list(datatree["observed_data"].data_vars) if var_names is None else list(var_names)
+    posterior = datatree["posterior"]
+    num_samples = posterior.sizes["chain"] * posterior.sizes["draw"]
+    r_eff = 1.0
+    if posterior.sizes["chain"] > 1:  # as arviz_stats.loo_pit: the posterior's mean relative ESS
+        ess = azs.ess(datatree, group="posterior", method="mean")
+        r_eff = float(np.mean(np.hstack([np.ravel(ess[name].values) for name in ess.data_vars]))) / num_samples
+    log_weights, pareto_k = {}, {}
+    for name in names:
+        predictive = datatree["posterior_predictive"][name]
+        weights, khat = datatree["log_likelihood"][name].azstats.psislw(r_eff=r_eff, dim=["chain", "draw"])
+        log_weights[name] = weights.broadcast_like(predictive)
+        pareto_k[name] = khat.broadcast_like(predictive.isel(chain=0, draw=0, drop=True))
+    return azs.loo_pit(datatree, var_names=names, log_weights=xr.Dataset(log_weights), pareto_k=xr.Dataset(pareto_k))

@@ -11,7 +11,7 @@ from typing import Any, Callable, NamedTuple
 
 from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.llmlog import read_log
-from bayesmatrix.inference.svi import GUIDES
+from bayesmatrix.inference.svi import GUIDES, elbo_relative_change
 
 METHODS = ("nuts", "svi")
 
@@ -121,11 +121,63 @@ def prepare_for(ds, options: FitOptions):
                    observe=options.observe)  # fmt: skip
 
 
+INTERVAL_PROB = 0.94
+"""The probability of every interval the project computes or prints (summary.csv, diagnose, the
+report, compare's findings): equal-tailed (ArviZ's ``ci_kind="eti"``). ArviZ's own default is
+``rcParams["stats.ci_prob"] = 0.89``; ``arviz_stats.summary(tree, ci_prob=INTERVAL_PROB)``
+reproduces summary.csv. Stored in run.json (``interval_prob``) and posterior.nc's attributes."""
+
+INTERVAL_LABEL = f"{INTERVAL_PROB:.0%} equal-tailed intervals"
+"""How printed output names the intervals."""
+
+INTERVAL_COLUMNS = (f"eti{INTERVAL_PROB * 100:.0f}_lb", f"eti{INTERVAL_PROB * 100:.0f}_ub")
+"""The interval's columns in an ArviZ summary (and summary.csv): lower and upper bound."""
+
+
 def summarize(datatree):
-    """ArviZ summary (mean, sd, 94% interval, ESS, R-hat, MCSE) of the global sites."""
+    """ArviZ summary (mean, sd, :data:`INTERVAL_PROB` equal-tailed interval, ESS, R-hat, MCSE) of the global sites."""
     import arviz_stats as azs
 
-    return azs.summary(datatree, var_names=global_sites(datatree), round_to="none", ci_prob=0.94)
+    return azs.summary(datatree, var_names=global_sites(datatree), round_to="none", ci_prob=INTERVAL_PROB,
+                       ci_kind="eti")  # fmt: skip
+
+
+MAX_PREDICTIVE_VALUES = 2**24
+"""Largest posterior_predictive group written (values over all draws): every draw of the posterior
+when its predictive fits (an ICL log of ~1,000 rows at 4 x 1,000 draws), so ``arviz_stats.loo_pit``,
+which pairs each predictive draw with its log-likelihood, reads the run as it is; evenly thinned
+draws otherwise (an embedding's thousands of columns)."""
+
+
+def add_posterior_predictive(datatree, model, model_kwargs, *, seed: int = 0, coords=None, dims=None,
+                             max_values: int = MAX_PREDICTIVE_VALUES) -> None:  # fmt: skip
+    """Add a ``posterior_predictive`` group: the model's own draws of its observed sites, one per
+    posterior draw kept (every draw, or evenly spaced ones in each chain when the group would exceed
+    ``max_values`` values), with the dims and coords of ``observed_data``; counts stay whole numbers."""
+    import arviz_base as azb
+    import jax
+    import numpy as np
+    from numpyro.infer import Predictive
+
+    observed = list(datatree["observed_data"].data_vars)
+    posterior = datatree["posterior"]
+    num_chains, num_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    values_per_draw = sum(int(np.prod(datatree["observed_data"][name].shape)) for name in observed)
+    kept_per_chain = int(min(num_draws, max(1, max_values // max(1, values_per_draw * num_chains))))
+    keep = np.unique(np.linspace(0, num_draws - 1, kept_per_chain).round().astype(int))
+    draws = posterior.isel(draw=keep)
+    latent = {name: np.asarray(draws[name].values).reshape(num_chains * len(keep), *draws[name].shape[2:])
+              for name in draws.data_vars}  # fmt: skip
+    # The observations removed, the model draws its own (the observed sites default to None).
+    free = {name: (None if name in observed else value) for name, value in model_kwargs.items()}
+    predicted = Predictive(model, posterior_samples=latent, return_sites=observed)(jax.random.PRNGKey(seed), **free)
+    groups = azb.from_dict(
+        {"posterior_predictive": {name: np.asarray(predicted[name]).reshape(num_chains, len(keep), *np.shape(predicted[name])[1:])
+                                  for name in observed}},
+        coords={**dict(coords or {}), "chain": posterior["chain"].values, "draw": posterior["draw"].values[keep]},
+        dims=dict(dims or {}),
+    )  # fmt: skip
+    datatree["posterior_predictive"] = groups["posterior_predictive"]
 
 
 def fit(
@@ -200,10 +252,15 @@ def fit(
             "converged": result.converged,
             "num_steps": result.num_steps,
             "final_loss": float(result.losses[-1]),
+            "elbo_relative_change": elbo_relative_change(result.losses),
             "seconds_optimise": result.seconds,
         }
     datatree = result.datatree
-    datatree.attrs.update({"model": options.model, "method": options.method, UNLABELLED_ATTR: " ".join(spec.unlabelled)})
+    # Per-row inputs (never the sufficient statistic or a minibatch): one predictive draw per row.
+    add_posterior_predictive(datatree, model_fn, model_input.kwargs, seed=options.seed, coords=model_input.coords,
+                             dims=model_input.dims)  # fmt: skip
+    datatree.attrs.update({"model": options.model, "method": options.method, UNLABELLED_ATTR: " ".join(spec.unlabelled),
+                           "interval_prob": INTERVAL_PROB})  # fmt: skip
     summary = summarize(datatree)
     info = {
         "model": options.model,
@@ -217,6 +274,7 @@ def fit(
         "num_rows": int(ds.sizes["row"]),
         "x64": x64_enabled(),
         "versions": package_versions(),
+        "interval_prob": INTERVAL_PROB,
         "seconds_total": time.perf_counter() - start,
         **method_info,
     }

@@ -33,8 +33,9 @@ class SviResult(NamedTuple):
     """What :func:`svi` returns."""
 
     datatree: Any
-    """ArviZ DataTree with ``posterior`` (chain 1, draw = guide draws), ``log_likelihood``,
-    ``observed_data`` and ``elbo`` (the loss, = -ELBO, at every step)."""
+    """ArviZ DataTree with ``posterior`` (chain 1, draw = guide draws), ``sample_stats`` (each draw's
+    log importance weight, :data:`IMPORTANCE_SITE`), ``log_likelihood``, ``observed_data`` and
+    ``elbo`` (the loss, = -ELBO, at every step)."""
     params: dict
     """Optimised guide parameters."""
     losses: np.ndarray
@@ -78,14 +79,25 @@ def _chunk_runner(engine, model_kwargs, chunk):
     return lambda state: run_chunk(state, data)
 
 
-def plateaued(losses: np.ndarray, window: int, tolerance: float) -> bool:
-    """True when the mean loss of the last ``window`` steps moved by less than ``tolerance``
-    (relative) from the window before it."""
+PLATEAU_WINDOW = 500
+PLATEAU_TOLERANCE = 1e-4
+
+
+def elbo_relative_change(losses: np.ndarray, window: int = PLATEAU_WINDOW) -> float:
+    """``|mean(last window) - mean(window before)| / max(|mean(window before)|, 1)`` of the loss: the
+    plateau criterion, NaN with fewer than ``2 window`` steps (or a non-finite loss)."""
+    losses = np.asarray(losses, dtype=float)
     if len(losses) < 2 * window:
-        return False
+        return float("nan")
     recent = float(np.mean(losses[-window:]))
     before = float(np.mean(losses[-2 * window : -window]))
-    return abs(recent - before) <= tolerance * max(abs(before), 1.0)
+    return abs(recent - before) / max(abs(before), 1.0)
+
+
+def plateaued(losses: np.ndarray, window: int = PLATEAU_WINDOW, tolerance: float = PLATEAU_TOLERANCE) -> bool:
+    """True when the mean loss of the last ``window`` steps moved by less than ``tolerance``
+    (relative) from the window before it."""
+    return bool(elbo_relative_change(losses, window) <= tolerance)
 
 
 def svi(
@@ -97,8 +109,8 @@ def svi(
     max_steps: int = 20000,
     min_steps: int = 1000,
     chunk: int = 250,
-    window: int = 500,
-    tolerance: float = 1e-4,
+    window: int = PLATEAU_WINDOW,
+    tolerance: float = PLATEAU_TOLERANCE,
     num_particles: int = 1,
     num_samples: int = 1000,
     seed: int = 0,
@@ -180,17 +192,47 @@ def svi(
     )
 
 
+IMPORTANCE_SITE = "log_importance_weight"
+"""The ``sample_stats`` variable of an SVI run holding ``log p(x, z) - log q(z)`` of each guide draw
+``z``: the importance weights of the guide as a proposal for the posterior, from which the
+diagnostics read the Pareto k of the guide (Yao, Vehtari, Simpson & Gelman 2018, "Yes, but did it
+work?: Evaluating variational inference")."""
+
+
+def guide_draws(model, guide, params, model_kwargs, num_samples: int, key, batch_size: int = 100):
+    """``num_samples`` draws ``z ~ q`` of the latent sites from a fitted guide, and each draw's log
+    importance weight ``log p(x, z) - log q(z)`` (NaN for a point-mass guide, AutoDelta, which has no
+    density). Both densities are in the constrained space (the guide's trace carries the Jacobian)."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro import handlers
+    from numpyro.infer import autoguide
+    from numpyro.infer.util import log_density
+
+    def one(key):
+        log_q, trace = log_density(handlers.seed(guide, key), (), dict(model_kwargs), params)
+        latent = {name: site["value"] for name, site in trace.items()
+                  if site["type"] == "sample" and not name.startswith("_")}  # fmt: skip
+        log_p, _ = log_density(model, (), dict(model_kwargs), latent)
+        return latent, log_p - log_q
+
+    # In batches: the model's density of every row for all draws at once can exceed memory.
+    latent, log_weight = jax.lax.map(one, jax.random.split(key, num_samples), batch_size=batch_size)
+    if isinstance(guide, autoguide.AutoDelta):
+        log_weight = jnp.full(num_samples, jnp.nan)
+    return {name: np.asarray(value) for name, value in latent.items()}, np.asarray(log_weight)
+
+
 def draws_to_datatree(model, model_kwargs, *, guide, params, num_samples, key, coords=None, dims=None):
-    """Draws from a fitted guide, with the model's deterministic sites and pointwise
-    log-likelihood, as a DataTree with one chain."""
+    """Draws from a fitted guide, with the model's deterministic sites, pointwise log-likelihood and
+    each draw's log importance weight (``sample_stats``, :data:`IMPORTANCE_SITE`), as a DataTree with one chain."""
     import arviz_base as azb
     import jax
     from numpyro import handlers
     from numpyro.infer import Predictive, log_likelihood
 
     key_guide, key_model = jax.random.split(key)
-    latent = Predictive(guide, params=params, num_samples=num_samples)(key_guide, **model_kwargs)
-    latent = {name: value for name, value in latent.items() if not name.startswith("_")}
+    latent, log_weight = guide_draws(model, guide, params, model_kwargs, num_samples, key_guide)
     trace = handlers.trace(handlers.seed(model, key_model)).get_trace(**model_kwargs)
     observed = {name: site["value"] for name, site in trace.items() if site["type"] == "sample" and site["is_observed"]}
     deterministic = [name for name, site in trace.items() if site["type"] == "deterministic"]
@@ -205,6 +247,7 @@ def draws_to_datatree(model, model_kwargs, *, guide, params, num_samples, key, c
     return azb.from_dict(
         {
             "posterior": by_chain(latent),
+            "sample_stats": {IMPORTANCE_SITE: log_weight[None, :]},
             "log_likelihood": by_chain(loglik),
             "observed_data": {name: np.asarray(value) for name, value in observed.items()},
         },

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bayesmatrix.analysis.predictive import fitted_predictive, posterior_predictive_datatree, thinned_draws
+from bayesmatrix.analysis.predictive import fitted_predictive, loo_pit, posterior_predictive_datatree, thinned_draws
 from bayesmatrix.data.llmlog import OTHER, make_log
 from bayesmatrix.inference.rundir import Run
 
@@ -78,3 +78,90 @@ def test_predictive_draws_follow_their_dirichlet(num_draws):
     mcse = draws.std(axis=0) / np.sqrt(draws.shape[0])
     z = np.abs(draws.mean(axis=0) - updater) / mcse
     assert z.max() < 4.5
+
+
+# ---------------------------------------------------------------------------
+# The posterior_predictive group of a run directory, read by ArviZ as it is
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted_runs(tmp_path_factory):
+    """An exact-Bayes ICL log fitted by NUTS (2 chains x 60 draws) and SVI, and a counts log fitted through
+    the counts' sufficient statistic."""
+    from bayesmatrix.data.llmlog import write_log
+    from bayesmatrix.inference.fit import FitOptions, fit
+    from bayesmatrix.inference.simulate import simulate_icl, simulate_matrix
+
+    folder = tmp_path_factory.mktemp("ppc")
+    log = write_log(simulate_icl(10, 6, np.array([2.0, 1.0, 1.0]), tau=50.0, seed=4), folder / "icl.nc")
+    counts = write_log(simulate_matrix(40, np.array([3.0, 2.0, 1.0]), counts_per_row=20, seed=2), folder / "counts.nc")
+    tiny = dict(num_samples=60, num_warmup=60, num_chains=2, seed=1, progress_bar=False)
+    return {
+        "nuts": fit(log, FitOptions(model="icl", **tiny), folder / "nuts").path,
+        "svi": fit(log, FitOptions(model="icl", method="svi", max_steps=1500, num_samples=120, seed=1,
+                                   progress_bar=False), folder / "svi").path,
+        "counts": fit(counts, FitOptions(model="matrix", observe=("counts",), **tiny), folder / "counts").path,
+    }  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["nuts", "svi"])
+def test_arviz_reads_the_predictive_of_a_run_as_written(fitted_runs, method):
+    import arviz_plots as azp
+    import arviz_stats as azs
+    import xarray as xr
+
+    from bayesmatrix.analysis.plots.backend import pyplot
+
+    pyplot()  # the Agg backend
+    with xr.open_datatree(fitted_runs[method] / "posterior.nc") as opened:
+        tree = opened.load()
+    predictive, observed = tree["posterior_predictive"]["probs"], tree["observed_data"]["probs"]
+    assert predictive.dims == ("chain", "draw", *observed.dims)
+    assert (predictive["draw"].values == tree["log_likelihood"]["draw"].values).all()  # a draw for every draw
+    np.testing.assert_allclose(predictive.sum("col"), 1.0, rtol=1e-4)
+    azp.plot_ppc_dist(tree, backend="matplotlib")
+    # arviz_stats 0.8 cannot broadcast a row's weights over its columns by itself (loo_pit's docstring)
+    with pytest.raises(IndexError):
+        azs.loo_pit(tree)
+    pit = loo_pit(tree)["probs"]
+    assert pit.shape == observed.shape and float(pit.min()) >= 0 and float(pit.max()) <= 1 + 1e-9
+    # The log was drawn from the model fitted: its LOO-PIT values are about uniform (mean 1/2, sd 1/sqrt(12)).
+    values = np.asarray(pit).ravel()
+    assert abs(values.mean() - 0.5) < 4 / np.sqrt(12 * values.size) + 0.05
+    assert 0.15 < values.std() < 0.45
+
+
+@pytest.mark.slow
+def test_counts_are_predicted_as_whole_numbers_per_row(fitted_runs):
+    import xarray as xr
+
+    with xr.open_datatree(fitted_runs["counts"] / "posterior.nc") as opened:
+        tree = opened.load()
+    predictive, observed = tree["posterior_predictive"]["counts"], tree["observed_data"]["counts"]
+    assert predictive.dims == ("chain", "draw", *observed.dims) and predictive.shape[2:] == observed.shape
+    assert np.issubdtype(predictive.dtype, np.integer)
+    np.testing.assert_array_equal(predictive.sum("col"), observed.sum("col").broadcast_like(predictive.sum("col")))
+
+
+def test_a_large_predictive_keeps_evenly_spaced_draws_of_each_chain():
+    import arviz_base as azb
+    import numpyro
+    import numpyro.distributions as dist
+
+    from bayesmatrix.inference.fit import add_posterior_predictive
+
+    def normal_rows(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        with numpyro.plate("row", 5):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    mu = np.arange(2 * 40, dtype=float).reshape(2, 40) * 100.0  # each draw's mean tells which draw it is
+    tree = azb.from_dict({"posterior": {"mu": mu}, "observed_data": {"y": np.zeros(5)}}, dims={"y": ["row"]})
+    add_posterior_predictive(tree, normal_rows, {"y": np.zeros(5)}, dims={"y": ["row"]}, max_values=2 * 10 * 5)
+    predictive = tree["posterior_predictive"]["y"]
+    assert predictive.shape == (2, 10, 5) and predictive.dims == ("chain", "draw", "row")
+    np.testing.assert_array_equal(predictive["draw"], np.linspace(0, 39, 10).round().astype(int))
+    # each kept draw is predicted from its own posterior draw
+    assert np.abs(predictive.mean("row") - mu[:, predictive["draw"].values]).max() < 5
