@@ -10,12 +10,15 @@ its last 4 tokens, should not.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.windtunnel import WORLDS
-from bayesmatrix.workflows.windtunnel_loop import LoopSettings, divergences, fitted, loo_gain, posterior
+from bayesmatrix.workflows.windtunnel_loop import CASES, LoopSettings, divergences, fitted, loo_gain, posterior
 
 slow = pytest.mark.slow
 
@@ -28,9 +31,25 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fit(workdir):
+def loop(workdir):
+    """``bayesmatrix windtunnel loop DIR`` with its defaults, once, in its own process as a user runs it.
+
+    This is the command's end-to-end test (tests/cli/test_commands.py lists it
+    as covered here): every test below reads the logs and runs it wrote.
+    """
+    completed = subprocess.run([sys.executable, "-m", "bayesmatrix", "windtunnel", "loop", str(workdir)],
+                               capture_output=True, text=True, timeout=1800)
+    shown = f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+    assert completed.returncode == 0 and "Traceback" not in completed.stderr, shown
+    return completed
+
+
+@pytest.fixture(scope="module")
+def fit(workdir, loop):
     def run(model, world, icl_model):
-        return fitted(workdir, model, world, icl_model, SETTINGS)
+        run_dir = fitted(workdir, model, world, icl_model, SETTINGS)  # written by the loop: reused
+        assert (run_dir / "posterior.nc").is_file(), run_dir
+        return run_dir
 
     return run
 
@@ -80,17 +99,21 @@ def test_mixture_world_prefers_the_mixture_updater(fit):
 
 
 @slow
-def test_the_command_prints_every_case_from_the_same_runs(fit, workdir, capsys):
+def test_the_command_writes_every_log_and_run_and_prints_each_case(loop, workdir, capsys):
     from bayesmatrix.cli import main
+    from bayesmatrix.data.llmlog import read_log
+    from bayesmatrix.inference.rundir import read_run
 
-    for model, world, icl_model in [("dirichlet", "dirichlet", "icl"), ("dirichlet", "dirichlet", "icl-general"),
-                                    ("dirichlet-window4", "dirichlet", "icl"),
-                                    ("dirichlet-window4", "dirichlet", "icl-general"),
-                                    ("mixture", "mixture", "icl"), ("mixture", "mixture", "icl-mixture")]:
-        fit(model, world, icl_model)  # already there when the tests above ran: the script reuses them
+    for model, _, _ in CASES:
+        assert read_log(workdir / f"{model}.nc").sizes["row"] == SETTINGS.episodes * (SETTINGS.length + 1)
+    runs = [path for path in workdir.iterdir() if path.is_dir()]
+    assert len(runs) == sum(len(icl_models) for _, _, icl_models in CASES)
+    for path in runs:
+        read_run(path)
+    assert loop.stdout.count("LOO: ") == 3 and "decay" in loop.stdout and "icl-mixture: w [" in loop.stdout
+    # run again on the same folder: it reuses every log and run and prints the same table
     assert main(["windtunnel", "loop", str(workdir)]) == 0
-    printed = capsys.readouterr().out
-    assert printed.count("LOO: ") == 3 and "decay" in printed and "icl-mixture: w [" in printed
+    assert capsys.readouterr().out == loop.stdout
 
 
 def test_the_command_line_defaults_are_the_settings_defaults():
