@@ -154,6 +154,9 @@ class Checkpoint:
         changed = sorted(k for k in keys if existing.get(k) != expected.get(k))
         if changed:
             raise UnfinishedRunError(str(self.folder), changed)
+        if not complete:  # the first check, before the slow model load: a damaged chunk is found now
+            for chunk in sorted(self.folder.glob("*.npz")):
+                _read_chunk(chunk, self.folder)
 
     def open(self) -> None:
         """Take the folder's lock (creating the folder), then check the manifest or write it."""
@@ -167,11 +170,7 @@ class Checkpoint:
         path = self._chunk(phase, index)
         if not path.exists():
             return None
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                return {name: stored[name] for name in stored.files}
-        except Exception:  # zipfile, NumPy and OSError all report damage; it is one fault to the user
-            raise UnfinishedRunError(str(self.folder), (path.name,)) from None
+        return _read_chunk(path, self.folder)
 
     def save(self, phase: str, index: int, arrays: dict[str, np.ndarray]) -> None:
         if not (self.folder / "manifest.json").is_file():
@@ -189,6 +188,14 @@ class Checkpoint:
 
     def _chunk(self, phase: str, index: int) -> Path:
         return self.folder / f"{phase}-{index:06d}.npz"
+
+
+def _read_chunk(path: Path, folder: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except Exception:  # zipfile, NumPy and OSError all report damage; it is one fault to the user
+        raise UnfinishedRunError(str(folder), (path.name,)) from None
 
 
 def _same_file(fd: int, path: Path) -> bool:

@@ -199,3 +199,130 @@ def test_fit_seed_outside_32_bits_is_refused_before_sampling(logs, seed, capsys,
     assert status == 2
     assert_one_line(err, "--seed", seed)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["/proc/x.nc", ""])
+@pytest.mark.parametrize("command", [["simulate", "matrix", "--rows", "3", "--cols", "2"],
+                                     ["import", str(Path(__file__).resolve().parents[1] / "fixtures" / "openai_chat.jsonl")]],
+                         ids=["simulate", "import"])  # fmt: skip
+def test_out_into_proc_or_empty_is_one_line_before_the_work(command, target, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, err = run_cli([*command, "--out", target], capsys)
+    assert status == 2
+    assert_one_line(err, "is empty" if target == "" else "cannot be written into /proc")
+    assert list(tmp_path.iterdir()) == []
+
+
+HUGE = ["--num-samples", "10000000", "--num-warmup", "10000000", "--quiet", "--no-plots"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("out, force, fragment", [("/proc/run", False, "cannot be written into /proc"),
+                                                  (".", True, "holds the working directory")])  # fmt: skip
+def test_fit_output_is_checked_before_sampling(logs, out, force, fragment, capsys, tmp_path, monkeypatch):
+    """With ten million draws, a check made after sampling would never be reached within the timeout."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["fit", str(logs / "matrix.nc"), "--model", "matrix", "--out", out, *HUGE, *(["--force"] if force else [])]
+    status, err = run_cli(argv, capsys)
+    assert status == 2
+    assert_one_line(err, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("rate", ["-1", "0", "nan", "inf"])
+def test_fit_learning_rate_must_be_a_positive_number(logs, rate, capsys, tmp_path):
+    out = tmp_path / "run"
+    status, err = run_cli(["fit", str(logs / "matrix.nc"), "--model", "matrix", "--method", "svi",
+                           "--learning-rate", rate, "--out", str(out)], capsys)  # fmt: skip
+    assert status == 2
+    assert_one_line(err, "--learning-rate", rate)
+    assert not out.exists()
+
+
+def _jax_has_gpu() -> bool:
+    import jax
+
+    for platform in ("cuda", "rocm"):
+        try:
+            jax.devices(platform)
+        except RuntimeError:
+            continue
+        return True
+    return False
+
+
+@pytest.mark.timeout(120)
+def test_fit_device_gpu_without_one_is_refused_before_the_work(logs, capsys, tmp_path):
+    if _jax_has_gpu():
+        pytest.skip("this machine has a GPU")
+    out = tmp_path / "run"
+    status, err = run_cli(["fit", str(logs / "matrix.nc"), "--model", "matrix", "--device", "gpu", "--out", str(out),
+                           *HUGE], capsys)  # fmt: skip
+    assert status == 2
+    assert_one_line(err, "--device", "no such device")
+    assert not out.exists()
+
+
+def test_report_log_whose_task_is_not_json_is_one_line(capsys, tmp_path):
+    ds = make_log(np.array([[0.5, 0.5]]), ["a", OTHER], model="t")
+    ds.attrs["task"] = "{not json"
+    ds.to_netcdf(tmp_path / "task.nc", engine="netcdf4")
+    out = tmp_path / "report.html"
+    status, err = run_cli(["report", "--log", str(tmp_path / "task.nc"), "--out", str(out)], capsys)
+    assert status == 2
+    assert_one_line(err, "task.nc", "field 'task'", "is not JSON")
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two readable run folders (what fit writes, without the cost of sampling)."""
+    import arviz_base as azb
+
+    from bayesmatrix.inference.rundir import write_run_dir
+
+    folder = tmp_path_factory.mktemp("runs")
+    tree = azb.from_dict({"posterior": {"s": np.ones((1, 4))}, "log_likelihood": {"probs": np.zeros((1, 4, 3))}})
+    for name in ("a", "b"):
+        write_run_dir(folder / name, tree, {"model": "matrix", "method": "nuts", "options": {}})
+    return folder
+
+
+@pytest.mark.parametrize("breakage, fragment", [("run-json-list", "run.json: is a JSON list"),
+                                                ("posterior-is-a-log", "has no posterior group (an LLM log?)")])  # fmt: skip
+def test_a_broken_run_folder_is_one_line_for_diagnose_compare_and_report(two_runs, logs, breakage, fragment,
+                                                                         capsys, tmp_path):  # fmt: skip
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(two_runs / "a", broken)
+    if breakage == "run-json-list":
+        (broken / "run.json").write_text("[]")
+    else:
+        shutil.copyfile(logs / "matrix.nc", broken / "posterior.nc")
+    out = tmp_path / "out.html"
+    for argv in (["diagnose", str(broken)], ["compare", str(two_runs / "b"), str(broken)],
+                 ["report", str(broken), "--out", str(out)]):  # fmt: skip
+        status, err = run_cli(argv, capsys)
+        assert status == 2, argv
+        assert_one_line(err, fragment)
+    assert not out.exists()
+
+
+def test_an_unexpected_error_is_one_line_asking_to_be_reported(capsys, tmp_path, monkeypatch):
+    """A bug (simulated here: nothing on a user's path is known to raise one) never shows a traceback or exits 0."""
+    import bayesmatrix.inference.simulate
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(bayesmatrix.inference.simulate, "simulate", broken)
+    out = tmp_path / "out.nc"
+    status, err = run_cli(["simulate", "matrix", "--rows", "3", "--cols", "2", "--out", str(out)], capsys)
+    assert status == 1
+    assert_one_line(err, "internal error: ZeroDivisionError: division by zero", "please report it",
+                    "BAYESMATRIX_TRACEBACK=1")  # fmt: skip
+    assert not out.exists()
+    monkeypatch.setenv("BAYESMATRIX_TRACEBACK", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["simulate", "matrix", "--rows", "3", "--cols", "2", "--out", str(out)])

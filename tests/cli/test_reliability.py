@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,3 +162,102 @@ def test_report_killed_at_any_moment_leaves_the_old_file_or_a_complete_one(icl_r
             assert process.returncode == -signal.SIGKILL, when
         text = out.read_text(encoding="utf-8")
         assert text == "old report" or text.rstrip().endswith("</html>"), when
+
+
+SHIPPED_WORLD_MODEL = str(Path(__file__).resolve().parents[2] / "data" / "shipped" / "windtunnel" / "dirichlet")
+
+
+def _log_command(out, *extra):
+    return [sys.executable, "-m", "bayesmatrix.cli", "log", "--model", SHIPPED_WORLD_MODEL, "--task",
+            "windtunnel-dirichlet", "--length", "8", "--checkpoint-every", "64", *extra, "--out", str(out)]  # fmt: skip
+
+
+def _wait_for(predicate, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
+def test_a_second_log_on_the_same_output_is_refused_while_the_first_holds_the_folder(tmp_path):
+    """Two overlapping runs of one --out: the first is stopped (SIGSTOP) while it holds OUT.partial/; the
+    second is refused in one line naming the folder and changes nothing; the first then finishes its log."""
+    out = tmp_path / "world.nc"
+    partial = Path(f"{out}.partial")
+    first = subprocess.Popen(_log_command(out, "--episodes", "800", "--seed", "0"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for(lambda: (partial / "manifest.json").exists() or first.poll() is not None)
+        first.send_signal(signal.SIGSTOP)
+        assert first.poll() is None and (partial / "manifest.json").exists(), "the first run ended before the test"
+        before = sorted(p.name for p in partial.iterdir())
+        second = subprocess.run(_log_command(out, "--episodes", "800", "--seed", "1"), capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        lines = [line for line in second.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and f"{partial}: is in use by another run" in lines[0], second.stderr
+        assert f"pid {first.pid}" in lines[0] and "Traceback" not in second.stderr
+        assert sorted(p.name for p in partial.iterdir()) == before and not out.exists()
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=300) == 0
+    log = read_log(out)
+    assert log.attrs["seed"] == 0 and log.sizes["row"] == 800 * 9 and not partial.exists()
+
+
+@pytest.mark.slow
+def test_a_killed_log_releases_its_lock_and_a_damaged_chunk_is_named(tmp_path):
+    """SIGKILL leaves OUT.partial/ and its lock file, but the OS has released the lock: the rerun is not
+    refused for it. A chunk damaged on disk is refused in one line naming it, until --restart."""
+    out = tmp_path / "world.nc"
+    partial = Path(f"{out}.partial")
+    command = _log_command(out, "--episodes", "800")
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: len(list(partial.glob("episodes-*.npz"))) >= 2 or first.poll() is not None)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    chunks = sorted(partial.glob("episodes-*.npz"))
+    assert first.returncode == -signal.SIGKILL and len(chunks) >= 2 and (partial / "lock").exists()
+    chunks[1].write_bytes(chunks[1].read_bytes()[:40])  # a torn write the atomic rename would never leave
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2, again.stderr
+    lines = [line for line in again.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"{partial}: holds a damaged chunk, {chunks[1].name}" in lines[0], again.stderr
+    assert "--restart" in lines[0] and not out.exists()
+    restarted = subprocess.run([*command, "--restart"], capture_output=True, text=True, timeout=300)
+    assert restarted.returncode == 0, restarted.stderr
+    assert read_log(out).sizes["row"] == 800 * 9 and not partial.exists()
+
+
+def test_a_killed_import_s_temporary_is_removed_by_the_next_write(tmp_path, capsys):
+    """An import SIGKILLed while writing leaves its hidden temporary; the next write beside it removes it."""
+    chat = Path(__file__).resolve().parents[1] / "fixtures" / "openai_chat.jsonl"
+    out = tmp_path / "imported.nc"
+    script = (
+        "import os, signal, sys\n"
+        "from bayesmatrix.data.atomic import atomic_path\n"
+        "from bayesmatrix.data.importers import import_jsonl\n"
+        "log = import_jsonl(sys.argv[1])\n"
+        "with atomic_path(sys.argv[2]) as tmp:\n"
+        "    log.to_netcdf(tmp, engine='netcdf4')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"  # as if killed between the write and the rename
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(chat), str(out)], capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(TEMPORARY_MARK) and ".imported.nc." in left[0]
+    assert main(["import", str(chat), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert [p.name for p in tmp_path.iterdir()] == ["imported.nc"]
+
+
+@pytest.mark.slow
+def test_max_steps_bounds_the_svi_steps(icl_log, tmp_path, capsys):
+    """SVI runs in compiled chunks of 250 steps; the last chunk is shortened so that max_steps holds."""
+    out = tmp_path / "run"
+    assert main(["fit", str(icl_log), "--model", "icl", "--method", "svi", "--max-steps", "50", "--num-samples", "100",
+                 "--out", str(out), "--quiet", "--no-plots"]) == 0  # fmt: skip
+    capsys.readouterr()
+    run = read_run(out)
+    assert run.info["num_steps"] == 50 and run.datatree["elbo"].sizes["step"] == 50
