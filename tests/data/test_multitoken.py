@@ -190,3 +190,66 @@ def test_smollm2_probabilities_equal_full_forward_passes(smollm2, task):
     # float32 through 30 layers: the passes differ in length, so their sums round differently (about 1e-5
     # relative, as much for one token as for the coin's single tokens); 1e-5 absolute is the bar
     np.testing.assert_allclose(ds["probs"].values[:, :-1], expected, rtol=0, atol=1e-5)
+
+
+def test_benchmark_script_runs_with_tiny_settings(tiny, tmp_path, capsys):
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    task = tmp_path / "pets.toml"
+    task.write_text('name = "pets"\ncategories = ["big cat", "big dog", "fish"]\nheader = "Pets:"\n'
+                    'observation = " {},"\n')
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "multitoken.py"
+    spec = importlib.util.spec_from_file_location("benchmark_multitoken", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    threads = torch.get_num_threads()
+    settings = dict(model=tiny.name, task=str(task), length=3, prefix_episodes=1, episodes=2, batch_size=2,
+                    repeats=1, seed=0)
+    try:
+        benchmark.main(argparse.Namespace(threads=1, **settings))
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert "(a) logger vs a pass per category per position" in printed and "(b) logger vs bare" in printed
+    assert float(printed.split("category probabilities: ")[1].split()[0]) < 1e-5
+
+
+# --------------------------------------------------------------------------- chat templates
+
+
+def test_a_chat_task_needs_a_chat_template(tiny, tmp_path):
+    path = tmp_path / "chat.toml"
+    path.write_text('name = "chat"\ncategories = ["cat", "dog"]\nheader = "Pets:"\nobservation = " {},"\nchat = true\n')
+    with pytest.raises(InputError, match="chat template, but this tokenizer has none") as error:
+        log_task(tiny, Task.from_file(path), 1, 2)
+    assert (error.value.file, error.value.field) == (str(path), "chat")
+
+
+@pytest.mark.slow
+def test_smollm2_chat_reads_the_observations_inside_the_assistant_turn(smollm2):
+    from bayesmatrix.data.llm import episode_tokens
+
+    task = get_task("coin-words-chat")
+    tokenizer = smollm2.tokenizer
+    turn = [{"role": "user", "content": task.lead}]
+    lead_text = tokenizer.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
+    lead_ids = tokenizer(lead_text, add_special_tokens=False)["input_ids"]
+    assert lead_text.endswith("<|im_start|>assistant\n") and task.lead in lead_text
+    categories = task_category_tokens(tokenizer, task)
+    observations = draw_episode(task, 6, 0, 0)
+    episode = episode_tokens(smollm2, task, observations, categories)
+    assert episode.token_ids[: len(lead_ids)] == lead_ids  # the template, special tokens and all
+    assert episode.read_at[0] == len(lead_ids) - 1  # the first read is the assistant turn's opening
+    for k, category in enumerate(observations):
+        first = episode.read_at[k] + 1
+        assert first >= len(lead_ids)  # inside the assistant turn
+        assert (episode.token_ids[first],) == categories.tokens[category]
+        assert tokenizer.decode([episode.token_ids[first]]) == " " + task.categories[category]
+
+    ds = log_task(smollm2, task, episodes=1, length=6, seed=0)
+    assert ds["prompt"].values[0] == lead_text
+    assert all(str(prompt).startswith(lead_text) for prompt in ds["prompt"].values)
+    expected = brute_force(smollm2, ds, list(categories.tokens))
+    np.testing.assert_allclose(ds["probs"].values[:, :-1], expected, rtol=0, atol=1e-5)
