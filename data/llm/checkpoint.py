@@ -147,7 +147,9 @@ class Checkpoint:
             return
         try:
             existing = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # unreadable: it matches no run's arguments
+            existing = {}
+        if not isinstance(existing, dict):
             existing = {}
         expected = _json_roundtrip(self.manifest)
         keys = set(expected) | (set(existing) if complete else set())
