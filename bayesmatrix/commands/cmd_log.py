@@ -9,10 +9,10 @@ Log a transformers causal LM's next-token distributions into an LLM log (netCDF)
 
 Prompts mode: --prompts FILE with --columns FILE or --topk K; one row per prompt.
 ICL task mode: --task NAME or --task FILE.toml (a task file, README.md
-"Logging"; shipped: coin, die, labels, coin-words, weather, and
-windtunnel-dirichlet and windtunnel-mixture for a wind-tunnel model) with
+"Logging"; shipped: coin, die, labels, coin-words, coin-words-chat, weather,
+and windtunnel-dirichlet and windtunnel-mixture for a wind-tunnel model) with
 --episodes, --length, --seed; K+1 rows per episode, read from one forward pass
-(categories of several tokens included).
+(categories of several tokens and chat templates included).
 
 Progress is checkpointed in OUT.partial/; rerun the same command after a crash to
 resume (--restart discards it).
@@ -38,8 +38,8 @@ def register(subparsers) -> None:
                       help="one prompt per line, or JSONL with a 'prompt' field; corpus:prompts is the shipped corpus")
     mode.add_argument(
         "--task", metavar="NAME|FILE",
-        help="an ICL task: a TOML task file, or coin, die, labels, coin-words, weather, windtunnel-dirichlet, "
-        "windtunnel-mixture",
+        help="an ICL task: a TOML task file, or coin, die, labels, coin-words, coin-words-chat, weather, "
+        "windtunnel-dirichlet, windtunnel-mixture",
     )
     columns = p.add_mutually_exclusive_group()
     columns.add_argument(
