@@ -558,6 +558,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+tbody th { white-space: nowrap; }
 th:first-child, thead th { text-align: left; background: #f5f5f5; }
 tr.failed td, tr.failed th { background: #fde0e0; color: #a00; }
 .tag { background: #c00; color: white; font-weight: bold; padding: 0 .3em; border-radius: 2px; font-size: .8em; }

@@ -11,7 +11,7 @@ import numpy as np
 from bayesmatrix.analysis.plots.backend import pyplot, save
 
 
-def plot_posterior_predictive(datatree, path: Path, num_samples: int = 50) -> Path:
+def posterior_predictive_figure(datatree, num_samples: int = 50):
     """ArviZ's posterior predictive check: each column's reported probability pooled over rows.
 
     ``datatree`` is :func:`analysis.predictive.posterior_predictive_datatree`'s
@@ -22,7 +22,6 @@ def plot_posterior_predictive(datatree, path: Path, num_samples: int = 50) -> Pa
 
     from bayesmatrix.analysis.plots.labels import OneLineLabeller, readable
 
-    plt = pyplot()
     names = list(datatree["posterior_predictive"].data_vars)
     with warnings.catch_warnings():
         # arviz-plots 0.8 drops one level of its stacked sample index, which xarray deprecates.
@@ -40,10 +39,13 @@ def plot_posterior_predictive(datatree, path: Path, num_samples: int = 50) -> Pa
         ax.title.set_text(readable(ax.title.get_text()))
     figure.legend([Line2D([], [], color="black"), Line2D([], [], color="tab:blue", alpha=0.5)],
                   ["observed (the LLM's rows)", f"posterior predictive ({num_samples} draws)"],
-                  loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-    collection.savefig(path, dpi=80)
-    plt.close("all")
-    return Path(path)
+                  loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    return figure
+
+
+def plot_posterior_predictive(datatree, path: Path, num_samples: int = 50) -> Path:
+    """:func:`posterior_predictive_figure` saved as a PNG at ``path``."""
+    return save(posterior_predictive_figure(datatree, num_samples), path, dpi=80)
 
 
 def plot_loo_compare(table, path: Path) -> Path:

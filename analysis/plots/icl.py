@@ -14,14 +14,13 @@ from bayesmatrix.analysis.plots.labels import readable, recent
 INTERVAL_PROB = 0.94
 
 
-def plot_instrumented(
+def instrumented_figure(
     token_labels: list[list[str]],
     token_probs: list[np.ndarray],
     context: list[str],
-    path: Path,
     title: str = "",
     max_panels: int = 12,
-) -> Path:
+):
     """The instrumented-LLM picture: the top next tokens as bars at each in-context position.
 
     ``token_labels[k]`` and ``token_probs[k]`` are the tokens shown after ``k``
@@ -57,7 +56,19 @@ def plot_instrumented(
     fig.suptitle(title or "Top next tokens at each in-context position", fontsize=9)
     fig.legend([Patch(color="tab:blue"), Patch(color="tab:orange")], ["another token", "the token that came next"],
                loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-    return save(fig, path)
+    return fig
+
+
+def plot_instrumented(
+    token_labels: list[list[str]],
+    token_probs: list[np.ndarray],
+    context: list[str],
+    path: Path,
+    title: str = "",
+    max_panels: int = 12,
+) -> Path:
+    """:func:`instrumented_figure` saved as a PNG at ``path``."""
+    return save(instrumented_figure(token_labels, token_probs, context, title=title, max_panels=max_panels), path)
 
 
 def _observation_ticks(ax, observations: list[str], max_ticks: int = 40) -> None:
@@ -72,14 +83,13 @@ def _observation_ticks(ax, observations: list[str], max_ticks: int = 40) -> None
     top.tick_params(axis="x", length=2, pad=1)
 
 
-def plot_fitted_predictive(
+def fitted_predictive_figure(
     llm: np.ndarray,
     fitted: dict[str, np.ndarray],
     categories: list[str],
     observations: list[str],
-    path: Path,
     title: str = "",
-) -> Path:
+):
     """The LLM's predictive along one episode against fitted updaters, with 94% intervals.
 
     ``llm`` (positions, C); ``fitted[name]`` (draws, positions, C): the updater's
@@ -117,17 +127,28 @@ def plot_fitted_predictive(
     fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 5), frameon=False)
     fig.suptitle(title or f"LLM predictive and fitted updaters (mean, {INTERVAL_PROB:.0%} interval); "
                  "top axis: the observation just seen", fontsize=9)
-    return save(fig, path)
+    return fig
 
 
-def plot_kl_entropy(
+def plot_fitted_predictive(
+    llm: np.ndarray,
+    fitted: dict[str, np.ndarray],
+    categories: list[str],
+    observations: list[str],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """:func:`fitted_predictive_figure` saved as a PNG at ``path``."""
+    return save(fitted_predictive_figure(llm, fitted, categories, observations, title=title), path)
+
+
+def kl_entropy_figure(
     positions: np.ndarray,
     kl: np.ndarray,
     kl_mcse: np.ndarray,
     entropy: dict[str, np.ndarray],
-    path: Path,
     title: str = "",
-) -> Path:
+):
     """KL in bits of the LLM from the fitted exact-Bayes predictive, and entropies, against position.
 
     ``kl`` and ``kl_mcse`` (positions,) are means over episodes and their
@@ -157,4 +178,16 @@ def plot_kl_entropy(
     right.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return save(fig, path)
+    return fig
+
+
+def plot_kl_entropy(
+    positions: np.ndarray,
+    kl: np.ndarray,
+    kl_mcse: np.ndarray,
+    entropy: dict[str, np.ndarray],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """:func:`kl_entropy_figure` saved as a PNG at ``path``."""
+    return save(kl_entropy_figure(positions, kl, kl_mcse, entropy, title=title), path)

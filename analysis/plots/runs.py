@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bayesmatrix.analysis.plots.backend import pyplot
+from bayesmatrix.analysis.plots.backend import pyplot, save
 from bayesmatrix.analysis.plots.labels import OneLineLabeller, readable
 
 SAMPLE_DIMS = ("chain", "draw")
-# matplotlib's default cycle has ten colours; the first is ArviZ's neutral colour for scalar sites.
-MAX_COMPONENT_COLOURS = 9
+MAX_LEGEND_ENTRIES = 12
+_LAYOUT = {"layout": "constrained"}
 
 
 def global_site_names(datatree, limit: int = 8) -> list[str]:
@@ -21,18 +21,7 @@ def global_site_names(datatree, limit: int = 8) -> list[str]:
     return global_sites(datatree)[:limit]
 
 
-def component_dims(datatree, names: list[str]) -> list[str]:
-    """The dimensions that index the entries of the vector sites among ``names`` (e.g. ``col``), in order
-    of first appearance; empty when every site is scalar or the entries are too many to colour apart."""
-    posterior = datatree["posterior"]
-    dims: list[str] = []
-    for name in names:
-        dims += [d for d in posterior[name].dims if d not in SAMPLE_DIMS and d not in dims]
-    entries = int(np.prod([posterior.sizes[d] for d in dims])) if dims else 0
-    return dims if 0 < entries <= MAX_COMPONENT_COLOURS else []
-
-
-def plot_elbo(losses: np.ndarray, path: Path) -> Path:
+def elbo_figure(losses: np.ndarray):
     """The SVI loss (-ELBO) against step: the whole run on a symmetric-log scale, and its last half on a
     linear scale (where a plateau, or a loss still falling, is visible), each with a running mean."""
     plt = pyplot()
@@ -53,23 +42,40 @@ def plot_elbo(losses: np.ndarray, path: Path) -> Path:
     whole.set_title("whole run (symmetric log scale)", fontsize=9)
     tail.set_title(f"last half, steps {half + 1}-{len(losses)} (linear scale)", fontsize=9)
     tail.legend(fontsize=8)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def _legends(collection, fig, dims: list[str]) -> None:
-    """A legend for the colours of the vector entries along ``dims`` (``north``, ``south``, …) and one for
-    the chains (their line style or colour), outside the panels on the right."""
+def plot_elbo(losses: np.ndarray, path: Path) -> Path:
+    """:func:`elbo_figure` saved as a PNG at ``path``."""
+    return save(elbo_figure(losses), path, dpi=100)
+
+
+def _entry_legends(collection, names: list[str]) -> None:
+    """Beside each vector site's trace, a legend naming the colour of each entry (``north``, ``south``,
+    ``0, north``, …), read from the lines ArviZ drew for the first chain."""
+    from matplotlib.lines import Line2D
+
+    for name in names:
+        lines = collection.viz["trace"][name]
+        dims = [d for d in lines.dims if d not in SAMPLE_DIMS]
+        if not dims:
+            continue
+        first = lines.isel(chain=0) if "chain" in lines.dims else lines
+        stacked = first.stack(entry=dims)
+        if stacked.sizes["entry"] > MAX_LEGEND_ENTRIES:
+            continue
+        handles = [Line2D([], [], color=line.get_color()) for line in stacked.values]
+        labels = [", ".join(readable(k) for k in np.atleast_1d(key)) for key in stacked["entry"].values]
+        axis = collection.viz["plot"][name].sel(column="trace").item()
+        axis.legend(handles, labels, title=", ".join(dims), loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                    fontsize=7, title_fontsize=7, ncols=1 if len(labels) <= 5 else 2, frameon=False)
+
+
+def _chain_legend(collection, fig) -> None:
+    """One legend for the chains (their line style, or their colour), outside the panels, bottom right."""
     from matplotlib.lines import Line2D
 
     aes = collection.aes.children
-    if dims and "color" in aes:
-        mapping = aes["color"].dataset["mapping"]
-        stacked = mapping.stack(entry=dims) if len(dims) > 1 else mapping.rename({dims[0]: "entry"})
-        handles = [Line2D([], [], color=str(value)) for value in stacked.values]
-        labels = [", ".join(readable(k) for k in np.atleast_1d(key)) for key in stacked["entry"].values]
-        fig.legend(handles, labels, title=", ".join(dims), loc="outside right upper", fontsize=8, title_fontsize=8)
     for key, prop in (("linestyle", "ls"), ("color", "color")):
         if key in aes and "mapping" in aes[key].dataset and tuple(aes[key].dataset["mapping"].dims) == ("chain",):
             values = aes[key].dataset["mapping"].values
@@ -79,45 +85,74 @@ def _legends(collection, fig, dims: list[str]) -> None:
             return
 
 
+def _tidy(fig, x_bins: int | None = 5) -> None:
+    """Room between rows (a title clear of the tick labels above it), and at most ``x_bins`` + 1 ticks on
+    each x axis, so the numbers of a narrow panel (0.175 0.180 0.185 …) never touch."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig.get_layout_engine().set(h_pad=0.1)
+    if x_bins is not None:
+        for ax in fig.axes:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=x_bins))
+
+
+def trace_figure(datatree, names: list[str]):
+    """ArviZ's trace plot of ``names`` (NUTS): a legend beside each vector site naming its entries'
+    colours, and one for the chains' line styles."""
+    import arviz_plots as azp
+
+    collection = azp.plot_trace_dist(datatree, var_names=names, backend="matplotlib", labeller=OneLineLabeller(),
+                                     figure_kwargs=_LAYOUT)
+    figure = collection.viz["figure"].item()
+    _entry_legends(collection, names)
+    _chain_legend(collection, figure)
+    _tidy(figure)
+    return figure
+
+
+def rank_figure(datatree, names: list[str]):
+    """ArviZ's rank plot of ``names`` (NUTS), one panel per entry, with a legend for the chains."""
+    import arviz_plots as azp
+
+    collection = azp.plot_rank(datatree, var_names=names, backend="matplotlib", labeller=OneLineLabeller(),
+                               figure_kwargs=_LAYOUT)
+    figure = collection.viz["figure"].item()
+    _chain_legend(collection, figure)
+    _tidy(figure, x_bins=None)
+    return figure
+
+
+def posterior_figure(datatree, names: list[str]):
+    """ArviZ's marginal posteriors of ``names``, one panel per entry."""
+    import arviz_plots as azp
+
+    collection = azp.plot_dist(datatree, var_names=names, backend="matplotlib", labeller=OneLineLabeller(),
+                               figure_kwargs=_LAYOUT)
+    figure = collection.viz["figure"].item()
+    _tidy(figure)
+    return figure
+
+
 def run_figures(datatree, plots_dir: Path) -> list[Path]:
     """The standard figures of a run directory: trace and rank plots (NUTS) or the ELBO (SVI),
     and the marginal posteriors of the global sites.
 
     Titles are one line (``alpha[north]``) and the figures use matplotlib's
     constrained layout, so no title runs into the panel above; in the trace
-    plot the entries of a vector site are coloured alike across sites and
-    named in a legend, the chains told apart by line style.
+    plot each vector site has a legend naming its entries' colours, and the
+    chains (told apart by line style) have one too.
     """
-    import arviz_plots as azp
-
     plt = pyplot()
     plots_dir = Path(plots_dir)
     written = []
     names = global_site_names(datatree)
-    method = datatree.attrs.get("method", "nuts")
-    labeller = OneLineLabeller()
-    layout = {"layout": "constrained"}
+    builders = []
     if names:
-        if method == "nuts":
-            dims = component_dims(datatree, names)
-            aes = {"color": dims, "linestyle": ["chain"]} if dims else {}
-            collection = azp.plot_trace_dist(datatree, var_names=names, backend="matplotlib", labeller=labeller,
-                                             aes=aes, figure_kwargs=layout)
-            _legends(collection, collection.viz["figure"].item(), dims)
-            path = plots_dir / "trace.png"
-            collection.savefig(path, dpi=80)
-            written.append(path)
-            collection = azp.plot_rank(datatree, var_names=names, backend="matplotlib", labeller=labeller,
-                                       figure_kwargs=layout)
-            _legends(collection, collection.viz["figure"].item(), [])
-            path = plots_dir / "rank.png"
-            collection.savefig(path, dpi=80)
-            written.append(path)
-        collection = azp.plot_dist(datatree, var_names=names, backend="matplotlib", labeller=labeller,
-                                   figure_kwargs=layout)
-        path = plots_dir / "posterior.png"
-        collection.savefig(path, dpi=80)
-        written.append(path)
+        if datatree.attrs.get("method", "nuts") == "nuts":
+            builders += [("trace", trace_figure), ("rank", rank_figure)]
+        builders.append(("posterior", posterior_figure))
+    for stem, build in builders:
+        written.append(save(build(datatree, names), plots_dir / f"{stem}.png", dpi=80))
     if "elbo" in datatree.children:
         written.append(plot_elbo(np.asarray(datatree["elbo"]["loss"]), plots_dir / "elbo.png"))
     plt.close("all")

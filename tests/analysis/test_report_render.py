@@ -53,19 +53,16 @@ function lastRowPainted(image) {
   return false;
 }
 window.addEventListener("load", function () {
+  // synchronous, so the result is in the page before --dump-dom reads it (drawImage decodes in place)
   var images = Array.prototype.slice.call(document.images);
-  Promise.all(images.map(function (image) {
-    return image.decode().then(function () { return null; }, function (error) { return String(error); });
-  })).then(function (decoded) {
-    var broken = images.filter(function (image, k) {
-      return !(image.complete && image.naturalWidth > 0) || decoded[k] !== null || !lastRowPainted(image);
-    }).map(function (image) { return image.alt || image.src.slice(0, 40); });
-    var out = document.createElement("pre");
-    out.id = "render-check";
-    out.textContent = JSON.stringify({images: images.length, broken: broken, problems: window.__problems,
-                                      widths: images.map(function (image) { return image.naturalWidth; })});
-    document.body.appendChild(out);
-  });
+  var broken = images.filter(function (image) {
+    return !(image.complete && image.naturalWidth > 0) || !lastRowPainted(image);
+  }).map(function (image) { return image.alt || image.src.slice(0, 40); });
+  var out = document.createElement("pre");
+  out.id = "render-check";
+  out.textContent = JSON.stringify({images: images.length, broken: broken, problems: window.__problems,
+                                    widths: images.map(function (image) { return image.naturalWidth; })});
+  document.body.appendChild(out);
 });
 </script>"""
 _CHECK = re.compile(r'<pre id="render-check">(.*?)</pre>', re.S)
