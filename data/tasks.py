@@ -46,7 +46,7 @@ WINDTUNNEL_PREFIX = "windtunnel-"
 SHIPPED_TASKS = Path(__file__).resolve().parent / "shipped" / "tasks"
 """The folder of the shipped task files, one ``NAME.toml`` per registry name."""
 _KEYS = {"name", "description", "categories", "header", "observation", "alpha", "mixture", "instruction", "values",
-         "chat"}
+         "framing", "chat"}
 
 
 class ObservationSpan(NamedTuple):
@@ -77,6 +77,9 @@ class Task:
         instruction: text placed before the header; ``{name}`` placeholders
             take their value from ``values``.
         values: ``(placeholder, value)`` pairs filling the instruction.
+        framing: ``(placeholder, levels)`` pairs: the instruction is posed at
+            every combination of the levels (:meth:`framings`), overriding
+            ``values``; each episode records its level (README.md, "Logging").
         chat: render through the tokenizer's chat template: the instruction
             and header as the user turn, the observations as the start of the
             assistant turn (:mod:`bayesmatrix.data.llm.rendering`).
@@ -92,6 +95,7 @@ class Task:
     mixture: tuple[tuple[float, tuple[float, ...]], ...] | None = None
     instruction: str = ""
     values: tuple[tuple[str, str], ...] = ()
+    framing: tuple[tuple[str, tuple[str, ...]], ...] = ()
     chat: bool = False
     description: str = dataclasses.field(default="", compare=False)
     source: str | None = dataclasses.field(default=None, compare=False)
@@ -125,9 +129,39 @@ class Task:
             raise ValueError(f"task {self.name!r} has a Dirichlet-mixture prior; see Task.mixture")
         return self.alpha if self.alpha is not None else (1.0,) * len(self.categories)
 
+    def framings(self) -> list[Task]:
+        """The task at each framing level (the combinations of ``framing``'s levels, the first placeholder
+        slowest), each with its values filled in and no framing of its own; ``[self]`` without framing."""
+        if not self.framing:
+            return [self]
+        levels = [dict(self.values)]
+        for placeholder, choices in self.framing:
+            levels = [{**level, placeholder: choice} for level in levels for choice in choices]
+        return [dataclasses.replace(self, values=tuple(sorted(level.items())), framing=()) for level in levels]
+
+    def with_framing(self, framing: Mapping[str, Sequence[str]], file: str | None = None) -> Task:
+        """This task with ``framing`` (placeholder -> levels) replacing its own; each placeholder must be the
+        instruction's, each level list non-empty and without repeats."""
+        placeholders = _placeholders(self.instruction, file)
+        checked = []
+        for placeholder, levels in framing.items():
+            levels = tuple(str(level) for level in levels)
+            if placeholder not in placeholders:
+                known = ", ".join(f"{{{p}}}" for p in placeholders) or "none"
+                raise InputError(f"{placeholder!r} is not a placeholder of task {self.name!r}'s instruction "
+                                 f"(its placeholders: {known})", file=file, field="framing")
+            if not levels or any(not level.strip() for level in levels):
+                raise InputError(f"{placeholder!r} needs one or more non-empty levels", file=file, field="framing")
+            if len(set(levels)) != len(levels):
+                raise InputError(f"{placeholder!r} repeats a level", file=file, field="framing")
+            checked.append((placeholder, levels))
+        return dataclasses.replace(self, framing=tuple(checked))
+
     @property
     def lead(self) -> str:
         """The text before the first observation: the instruction, its placeholders filled, then the header."""
+        if self.framing:
+            raise ValueError(f"task {self.name!r} is framed several ways; render each of Task.framings()")
         return self.instruction.format(**dict(self.values)) + self.header
 
     def render(self, observations: Sequence[int], lead: str | None = None) -> tuple[str, list[ObservationSpan]]:
@@ -150,7 +184,7 @@ class Task:
     def to_json(self) -> dict[str, Any]:
         """The task as plain JSON values (``episodes``, ``length`` are added by the logger).
 
-        ``instruction``, ``values`` and ``chat`` appear only when set, so a
+        ``instruction``, ``values``, ``framing`` and ``chat`` appear only when set, so a
         task without them has the same attribute as before they existed.
         """
         prior: dict[str, Any]
@@ -163,6 +197,8 @@ class Task:
             extras["instruction"] = self.instruction
         if self.values:
             extras["values"] = dict(self.values)
+        if self.framing:
+            extras["framing"] = {placeholder: list(levels) for placeholder, levels in self.framing}
         if self.chat:
             extras["chat"] = True
         return {
@@ -229,10 +265,16 @@ def _task_from_table(
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise bad("values", f"{key!r} must be a string or a number")
+    framing = data.get("framing", {})
+    if not isinstance(framing, dict) or not all(isinstance(levels, list) for levels in framing.values()):
+        raise bad("framing", "must be a table of placeholder = [levels]")
+    for key, levels in framing.items():
+        if any(isinstance(level, bool) or not isinstance(level, (str, int, float)) for level in levels):
+            raise bad("framing", f"the levels of {key!r} must be strings or numbers")
     placeholders = _placeholders(instruction, file)
-    missing = [p for p in placeholders if p not in values]
+    missing = [p for p in placeholders if p not in values and p not in framing]
     if missing:
-        raise bad("instruction", f"placeholder {{{missing[0]}}} has no value (give it under [values])")
+        raise bad("instruction", f"placeholder {{{missing[0]}}} has no value (give it under [values] or [framing])")
     unused = sorted(set(values) - set(placeholders))
     if unused:
         raise bad("values", f"{unused[0]!r} is not a placeholder of the instruction")
@@ -260,9 +302,10 @@ def _task_from_table(
         prior["mixture"] = tuple(mixture)
     if alpha is not None:
         prior = {"alpha": _concentration(list(alpha), len(categories), None, "alpha")}
-    return Task(name=name, categories=tuple(categories), header=header, observation=observation,
+    task = Task(name=name, categories=tuple(categories), header=header, observation=observation,
                 instruction=instruction, values=value_pairs, chat=chat, description=description, source=file,
                 **prior)
+    return task.with_framing(framing, file) if framing else task
 
 
 def _placeholders(instruction: str, file: str) -> list[str]:
@@ -393,6 +436,7 @@ def task_from_json(task_json: Mapping[str, Any]) -> Task:
         ) if "mixture" in task_json else None,
         instruction=template.get("instruction", ""),
         values=tuple(sorted((str(k), str(v)) for k, v in template.get("values", {}).items())),
+        framing=tuple((str(k), tuple(str(v) for v in levels)) for k, levels in template.get("framing", {}).items()),
         chat=bool(template.get("chat", False)),
     )
 

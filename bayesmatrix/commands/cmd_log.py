@@ -53,6 +53,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--labels", help="a task without categories (labels): a file with one label per line, or a,b,c")
     p.add_argument("--alpha", help="task mode: the prior's Dirichlet concentration, e.g. 1,1 (default all ones)")
+    p.add_argument(
+        "--framing", action="append", metavar="NAME=V1,V2,...",
+        help="task mode: pose the instruction's {NAME} at each of these values, episode e at level e mod levels "
+        "(repeat for several placeholders: every combination); replaces the task file's [framing]",
+    )
     p.add_argument("--episodes", type=int, default=64, help="task mode: number of episodes")
     p.add_argument("--length", type=int, default=16, help="task mode: observations per episode")
     p.add_argument("--seed", type=int, default=0, help="seed of episodes and samples")
@@ -87,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
             task=args.task,
             labels=None if args.labels is None else parse_labels(args.labels),
             alpha=None if args.alpha is None else parse_floats(args.alpha, "alpha"),
+            framing=None if args.framing is None else _parse_framing(args.framing),
             episodes=args.episodes,
             length=args.length,
             seed=args.seed,
@@ -104,3 +110,19 @@ def _run(args: argparse.Namespace) -> int:
         raise UnfinishedRunError(error.file, error.changed, way_out="delete it or pass --restart") from None
     print(f"wrote {out}")
     return 0
+
+
+def _parse_framing(texts: list[str]) -> dict[str, tuple[str, ...]]:
+    """``["bias=10,30", "who=a,b"]`` -> ``{"bias": ("10", "30"), "who": ("a", "b")}``."""
+    from bayesmatrix.data.errors import InputError
+
+    framing: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        name, equals, values = text.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise InputError(f"{text!r} is not NAME=V1,V2,...", field="framing")
+        if name in framing:
+            raise InputError(f"{name!r} is given twice", field="framing")
+        framing[name] = tuple(value.strip() for value in values.split(","))
+    return framing

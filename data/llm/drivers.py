@@ -19,7 +19,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -72,7 +72,10 @@ def log_task(
     ``options`` adds samples (single-token categories only), embeddings or
     raw top tokens at the read position (samples of row (episode e, position
     k) depend only on (seed, e, k)). ``checkpoint`` resumes from and saves to a
-    :class:`Checkpoint`; ``attrs`` are added to the log's attributes.
+    :class:`Checkpoint`; ``attrs`` are added to the log's attributes. A task
+    with a ``framing`` poses episode ``e`` under level ``e % levels``
+    (:meth:`~bayesmatrix.data.tasks.Task.framings`): the ``framing`` variable
+    holds each row's level, the ``framing_levels`` attribute each level's values.
     """
     _check_episodes(episodes, length, batch_size)
     options = (options or RowOptions())._replace(seed=seed)
@@ -82,13 +85,15 @@ def log_task(
     column_ids = [tokens[0] if len(tokens) == 1 else -1 for tokens in categories.own]
     n_categories = len(column_ids)
     limit = _context_limit(loaded)
+    levels = task.framings()  # episode e is posed under framing level e % len(levels)
 
     def compute(start: int, stop: int, advance: Callable[[int], None]) -> dict[str, np.ndarray]:
         parts = []
         for batch_start in range(start, stop, batch_size):
             batch = range(batch_start, min(batch_start + batch_size, stop))
             observations = [draw_episode(task, length, seed, e) for e in batch]
-            placed = [episode_tokens(loaded, task, obs, categories) for obs in observations]
+            placed = [episode_tokens(loaded, levels[e % len(levels)], obs, categories)
+                      for e, obs in zip(batch, observations)]
             if limit is not None and max(len(episode.token_ids) for episode in placed) > limit:
                 raise InputError(f"episodes of length {length} do not fit the model's context of {limit} tokens",
                                  field="length")
@@ -114,13 +119,16 @@ def log_task(
             rows["context_counts"] = context.reshape(-1, n_categories + 1)
             rows["episode"] = np.repeat(np.asarray(batch, dtype=np.int64), length + 1)
             rows["prompt"] = np.asarray([prompt for p in placed for prompt in p.prompts], dtype=str)
+            if task.framing:
+                rows["framing"] = np.repeat(np.asarray(batch, dtype=np.int64) % len(levels), length + 1)
             parts.append(rows)
             advance(len(batch))
         return _stack(parts)
 
     rows = _run_chunks(compute, episodes, batch_size, checkpoint, "episodes", progress, "episode")
     task_json = {**task.to_json(), "length": length, "episodes": episodes}
-    return make_log(
+    framing = rows.pop("framing", None)
+    ds = make_log(
         rows.pop("probs"),
         _token_labels(loaded.tokenizer, categories.own) + [OTHER],
         column_ids + [-1],
@@ -131,8 +139,10 @@ def log_task(
         **_reproducibility_attrs(loaded, seed, batch_size, options, mode="task"),
         category_rule=categories.rule,
         category_tokens=json.dumps([list(tokens) for tokens in categories.tokens]),
+        framing_levels=json.dumps([dict(level.values) for level in levels]) if task.framing else None,
         **(attrs or {}),
     )
+    return ds if framing is None else ds.assign(framing=("row", framing))
 
 
 def _forward_packed(loaded: LoadedModel, placed, categories, hidden: bool):
@@ -320,6 +330,7 @@ def run_log(
     task: str | None = None,
     labels: Sequence[str] | None = None,
     alpha: Sequence[float] | None = None,
+    framing: Mapping[str, Sequence[str]] | None = None,
     episodes: int = 64,
     length: int = 16,
     seed: int = 0,
@@ -339,8 +350,9 @@ def run_log(
     Prompts mode: ``prompts`` (a file, see :func:`read_prompts`) with exactly
     one of ``columns`` (a file, see :func:`bayesmatrix.data.columns.read_columns`)
     or ``topk``. Task mode: ``task`` (a name :func:`bayesmatrix.data.tasks.get_task`
-    knows), ``labels`` (the categories of the ``labels`` task), ``alpha`` (the
-    prior's concentration, one value per category), ``episodes``, ``length``.
+    knows, or a task file), ``labels`` (the categories of a task without them),
+    ``alpha`` (the prior's concentration, one value per category), ``framing``
+    (placeholder -> levels, replacing the task's own), ``episodes``, ``length``.
     Every input is checked before the slow model load; a bad one is an
     :class:`InputError` whose field is the argument's name. Finished chunks of
     ``checkpoint_every`` episodes or prompts go to ``out.partial/``; a rerun with
@@ -368,10 +380,12 @@ def run_log(
             raise InputError("columns and topk belong to prompts mode, not to a task", field="columns")
         _check_episodes(episodes, length, batch_size)
         the_task = get_task(task, labels, alpha)
+        if framing:
+            the_task = the_task.with_framing(framing)
         manifest.update(task=the_task.to_json(), episodes=episodes, length=length)
     else:
-        if labels is not None or alpha is not None:
-            raise InputError("labels and alpha belong to task mode, not to prompts", field="labels")
+        if labels is not None or alpha is not None or framing:
+            raise InputError("labels, alpha and framing belong to task mode, not to prompts", field="labels")
         if (columns is None) == (topk is None):
             raise InputError("prompts mode needs exactly one of columns (a column file) or topk", field="columns")
         if topk is not None:

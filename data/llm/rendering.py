@@ -59,11 +59,20 @@ class EpisodeTokens(NamedTuple):
 def task_category_tokens(tokenizer, task: Task) -> CategoryTokens:
     """The tokens each category renders as in the task's context, checked to be stable, distinct and readable.
 
-    Renders every category once in order and once in reverse order; a category
+    Renders every category once in order and once in reverse order (under
+    every framing level of a framed task); a category
     that tokenises differently in the two, merges with the text around it, is
     not in the vocabulary, or spells the same tokens as another is an
     :class:`InputError` (naming the task file's ``categories`` key).
     """
+    if task.framing:
+        # every framing level must read the categories as the same tokens, or the columns would mean different things
+        found = [task_category_tokens(tokenizer, level) for level in task.framings()]
+        for level, categories in zip(task.framings(), found):
+            if categories != found[0]:
+                raise _task_error(task, f"the categories render as other tokens under the framing "
+                                        f"{dict(level.values)} than under {dict(task.framings()[0].values)}")
+        return found[0]
     n = len(task.categories)
     found = []
     for order in (list(range(n)), list(range(n))[::-1]):

@@ -253,3 +253,36 @@ def test_smollm2_chat_reads_the_observations_inside_the_assistant_turn(smollm2):
     assert all(str(prompt).startswith(lead_text) for prompt in ds["prompt"].values)
     expected = brute_force(smollm2, ds, list(categories.tokens))
     np.testing.assert_allclose(ds["probs"].values[:, :-1], expected, rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- framings
+
+
+def test_framed_episodes_record_their_level_and_are_read_after_their_own_instruction(tiny, tmp_path):
+    task = Task("pets", ("big cat", "dog"), "Pets:", instruction="{size} ").with_framing({"size": ["big", "small"]})
+    ds = log_task(tiny, task, episodes=4, length=2, seed=3, batch_size=3)
+    np.testing.assert_array_equal(ds["framing"].values, np.repeat([0, 1, 0, 1], 3))
+    assert json.loads(ds.attrs["framing_levels"]) == [{"size": "big"}, {"size": "small"}]
+    for row in range(ds.sizes["row"]):
+        size = ["big", "small"][int(ds["framing"][row])]
+        assert str(ds["prompt"].values[row]).startswith(f"{size} Pets:")
+    tokens = [tuple(t) for t in json.loads(ds.attrs["category_tokens"])]
+    np.testing.assert_allclose(ds["probs"].values[:, :-1], brute_force(tiny, ds, tokens), rtol=1e-5, atol=1e-9)
+    back = read_log(write_log(ds, tmp_path / "framed.nc"))
+    np.testing.assert_array_equal(back["framing"].values, ds["framing"].values)
+
+
+def test_framing_through_the_command(tiny, tmp_path, capsys):
+    path = tmp_path / "pets.toml"
+    path.write_text('name = "pets"\ncategories = ["cat", "dog"]\ninstruction = "{size} "\nheader = "Pets:"\n'
+                    'observation = " {},"\n[values]\nsize = "big"\n')
+    out = tmp_path / "framed.nc"
+    argv = ["log", "--model", tiny.name, "--task", str(path), "--episodes", "3", "--length", "2"]
+    assert main([*argv, "--framing", "size=big,small", "--out", str(out)]) == 0
+    ds = read_log(out)
+    assert list(ds["framing"].values[::3]) == [0, 1, 0]
+    assert json.loads(ds.attrs["task"])["template"]["framing"] == {"size": ["big", "small"]}
+    capsys.readouterr()
+    assert main([*argv, "--framing", "colour=red", "--out", str(tmp_path / "bad.nc")]) == 2
+    err = capsys.readouterr().err
+    assert "field '--framing': 'colour' is not a placeholder" in err and err.count("\n") == 1

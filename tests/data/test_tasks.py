@@ -1,5 +1,6 @@
 """ICL tasks: rendering, the registry, option parsing and the episode prior."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -198,3 +199,27 @@ def test_bad_task_file_through_the_command_is_one_line_and_exit_2(tmp_path, caps
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and f"{path}: field 'categories': category 2" in err
     assert not (tmp_path / "out.nc").exists()
+
+
+def test_framing_levels_combine_and_override_values(tmp_path):
+    path = tmp_path / "framed.toml"
+    path.write_text(
+        'name = "framed"\ncategories = ["heads", "tails"]\ninstruction = "Heads {bias}% ({who}). "\n'
+        'header = "Flips:"\nobservation = " {},"\n[values]\nbias = 50\nwho = "me"\n[framing]\nbias = [10, 90]\n'
+    )
+    task = Task.from_file(path)
+    assert task.framing == (("bias", ("10", "90")),)
+    assert [level.lead for level in task.framings()] == ["Heads 10% (me). Flips:", "Heads 90% (me). Flips:"]
+    both = task.with_framing({"bias": ["10", "90"], "who": ["me", "you"]})
+    assert [dict(level.values) for level in both.framings()] == [
+        {"bias": "10", "who": "me"}, {"bias": "10", "who": "you"}, {"bias": "90", "who": "me"},
+        {"bias": "90", "who": "you"},
+    ]
+    assert task_from_json(both.to_json()) == dataclasses.replace(both, alpha=(1.0, 1.0))
+    with pytest.raises(ValueError, match="framed several ways"):
+        task.lead
+    for framing, message in [({"nothing": ["1"]}, "'nothing' is not a placeholder"), ({"bias": []}, "one or more"),
+                             ({"bias": ["1", "1"]}, "repeats a level")]:
+        with pytest.raises(InputError, match=message) as error:
+            task.with_framing(framing)
+        assert error.value.field == "framing"
