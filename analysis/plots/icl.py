@@ -9,9 +9,7 @@ import numpy as np
 
 from bayesmatrix.analysis.plots.backend import pyplot, save
 from bayesmatrix.analysis.plots.labels import readable, recent
-
-# Interval drawn around fitted predictives (ArviZ's default credible mass).
-INTERVAL_PROB = 0.94
+from bayesmatrix.inference.fit import INTERVAL_PROB  # the one interval probability of the project
 
 
 def instrumented_figure(

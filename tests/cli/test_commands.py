@@ -123,6 +123,12 @@ def an_html_report(out: Path, completed: Completed) -> None:
     assert 'src="data:image/png;base64,' in text
 
 
+def a_report_with_tokens(out: Path, completed: Completed) -> None:
+    text = out.read_text()
+    assert "<h2>Log: windtunnel.nc" in text and 'src="data:image/png;base64,' in text
+    assert "not the model's top tokens" not in text  # the instrumented picture shows the decoded top-k tokens
+
+
 def a_trained_folder(out: Path, completed: Completed) -> None:
     record = json.loads((out / "training.json").read_text())
     assert record["options"]["steps"] == 20
@@ -204,8 +210,8 @@ TABLE = [
     # The shipped wind-tunnel model is a far quicker LLM to log than SmolLM2.
     Row("log", ("log",),
         ("--model", str(SHIPPED_DIRICHLET), "--task", "windtunnel-dirichlet", "--episodes", "4", "--length", "8",
-         "--samples", "3", "--embeddings", "--out", "{out}"),
-        "windtunnel.nc", a_log(4 * 9, "probs", "counts", "embedding")),
+         "--samples", "3", "--embeddings", "--topk-store", "3", "--out", "{out}"),
+        "windtunnel.nc", a_log(4 * 9, "probs", "counts", "embedding", "topk_ids")),
     # 2 chains x 300 draws of the matrix model pass every check of diagnose (exit status 0).
     Row("fit_nuts", ("fit",),
         ("{sim_matrix}", "--model", "matrix", "--num-samples", "300", "--num-warmup", "200", "--num-chains", "2",
@@ -219,6 +225,9 @@ TABLE = [
     Row("compare", ("compare",), ("{fit_nuts}", "{fit_svi}", "--out", "{out}"), "compare.csv", a_comparison),
     Row("report", ("report",), ("{fit_nuts}", "{fit_svi}", "--log", "{sim_matrix}", "--out", "{out}"),
         "report.html", an_html_report),
+    # a log alone, its top-k token ids decoded by the tokenizer --model names (only the tokenizer is loaded)
+    Row("report_tokens", ("report",), ("--log", "{log}", "--model", "windtunnel:dirichlet", "--out", "{out}"),
+        "report-tokens.html", a_report_with_tokens),
     Row("windtunnel_train", ("windtunnel", "train"),
         ("--world", "dirichlet", "--steps", "20", "--length", "8", "--batch-size", "32", "--eval-every", "10",
          "--checkpoint-every", "10", "--quiet", "--out", "{out}"),
