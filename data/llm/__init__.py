@@ -6,8 +6,9 @@ The package is split by what each part does:
 - :mod:`~bayesmatrix.data.llm.loading`: loading a model (a shipped one by name,
   :mod:`bayesmatrix.data.catalog`; a folder, a GGUF file or a hub id) and hashing its weights;
 - :mod:`~bayesmatrix.data.llm.forward`: batched forward passes, read into rows;
-- :mod:`~bayesmatrix.data.llm.rendering`: where an ICL task's observations and
-  a log's columns sit among the tokens;
+- :mod:`~bayesmatrix.data.llm.rendering`: where an ICL task's observations (and
+  the continuations of categories of several tokens) and a log's columns sit
+  among the tokens;
 - :mod:`~bayesmatrix.data.llm.checkpoint`: the sidecar folder a killed run
   resumes from;
 - :mod:`~bayesmatrix.data.llm.drivers`: :func:`log_task`, :func:`log_prompts`

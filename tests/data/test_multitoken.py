@@ -35,21 +35,33 @@ def _word_level_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]")
 
 
-@pytest.fixture(scope="module", params=["gpt2", "llama"])
-def tiny(request, tmp_path_factory) -> LoadedModel:
+def _tiny_model(architecture: str, folder) -> LoadedModel:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(1)
-    if request.param == "gpt2":
+    if architecture == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(vocab_size=len(WORDS), n_positions=128, n_embd=32, n_layer=2, n_head=2))
     else:
         config = LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                              num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
         model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
     model.save_pretrained(folder)
     _word_level_tokenizer().save_pretrained(folder)
     return load_model(str(folder))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> LoadedModel:
+    """A tiny GPT-2 (absolute positions)."""
+    return _tiny_model("gpt2", tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def tiny_any(request, tiny, tmp_path_factory) -> LoadedModel:
+    """The tiny GPT-2, then a tiny Llama (rotary positions, grouped-query attention)."""
+    if request.param == "gpt2":
+        return tiny
+    return _tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"))
 
 
 def pets(*categories: str, observation: str = " {},") -> Task:
@@ -81,12 +93,12 @@ def brute_force(loaded: LoadedModel, ds, tokens) -> np.ndarray:
         (pets("big cat", "dog", observation="\n- {} seen"), "product"),  # text before and after the category
     ],
 )
-def test_every_probability_equals_a_product_of_full_forward_passes(tiny, task, rule):
-    ds = log_task(tiny, task, episodes=3, length=3, seed=4, batch_size=2)
+def test_every_probability_equals_a_product_of_full_forward_passes(tiny_any, task, rule):
+    ds = log_task(tiny_any, task, episodes=3, length=3, seed=4, batch_size=2)
     tokens = [tuple(t) for t in json.loads(ds.attrs["category_tokens"])]
     assert ds.attrs["category_rule"] == rule
-    assert tokens == list(task_category_tokens(tiny.tokenizer, task).tokens)
-    expected = brute_force(tiny, ds, tokens)
+    assert tokens == list(task_category_tokens(tiny_any.tokenizer, task).tokens)
+    expected = brute_force(tiny_any, ds, tokens)
     np.testing.assert_allclose(ds["probs"].values[:, :-1], expected, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(ds["probs"].values[:, -1], 1 - expected.sum(axis=1), atol=1e-6)
     assert list(ds["col"].values) == [*task.categories, OTHER]
@@ -109,10 +121,10 @@ def test_prompts_are_the_text_each_row_was_read_after(tiny):
         assert ds["prompt"].values[row] == rendered
 
 
-def test_batched_equals_unbatched_and_the_file_round_trip(tiny, tmp_path):
+def test_batched_equals_unbatched_and_the_file_round_trip(tiny_any, tmp_path):
     task = pets("big cat", "big dog", "fish")
-    one = log_task(tiny, task, episodes=5, length=3, seed=2, batch_size=1)
-    batched = log_task(tiny, task, episodes=5, length=3, seed=2, batch_size=4)
+    one = log_task(tiny_any, task, episodes=5, length=3, seed=2, batch_size=1)
+    batched = log_task(tiny_any, task, episodes=5, length=3, seed=2, batch_size=4)
     np.testing.assert_allclose(batched["probs"].values, one["probs"].values, rtol=1e-5, atol=1e-9)
     back = read_log(write_log(batched, tmp_path / "pets.nc"))
     assert list(back["prompt"].values) == list(batched["prompt"].values)
@@ -286,3 +298,22 @@ def test_framing_through_the_command(tiny, tmp_path, capsys):
     assert main([*argv, "--framing", "colour=red", "--out", str(tmp_path / "bad.nc")]) == 2
     err = capsys.readouterr().err
     assert "field '--framing': 'colour' is not a placeholder" in err and err.count("\n") == 1
+
+
+def test_a_resumed_run_reads_prompts_and_framings_back_from_its_chunks(tiny, tmp_path):
+    from bayesmatrix.data.llm import Checkpoint
+
+    task = Task("pets", ("big cat", "dog"), "Pets:", instruction="{size} ").with_framing({"size": ["big", "small"]})
+    folder = tmp_path / "out.nc.partial"
+
+    def run():
+        checkpoint = Checkpoint(folder, {"task": task.to_json()}, chunk_units=2)
+        checkpoint.open()
+        return log_task(tiny, task, episodes=4, length=2, seed=0, batch_size=2, checkpoint=checkpoint)
+
+    first = run()
+    assert len(list(folder.glob("episodes-*.npz"))) == 2
+    (folder / "episodes-000001.npz").unlink()
+    again = run()  # chunk 0 read back, chunk 1 recomputed
+    for name in ("probs", "prompt", "framing", "context_counts"):
+        np.testing.assert_array_equal(again[name].values, first[name].values)
