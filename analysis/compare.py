@@ -26,6 +26,12 @@ class Comparison(NamedTuple):
     """Run name -> ``arviz_stats.ELPDData``."""
     warnings: list[str]
     """One sentence per run whose PSIS-LOO estimate is unreliable."""
+    methods: dict = {}
+    """Run name -> 'nuts' or 'svi' (from each DataTree's ``method`` attribute; empty where unknown)."""
+    descriptions: dict = {}
+    """Run name -> the one-line meaning of its model (``ModelSpec.description``), where known."""
+    paths: dict = {}
+    """Run name -> run directory (:func:`compare_runs`; empty for :func:`compare_datatrees`)."""
 
 
 def loo_of(datatree):
@@ -38,11 +44,15 @@ def loo_of(datatree):
         return azs.loo(datatree, pointwise=True)
 
 
-def compare_datatrees(datatrees: dict[str, Any]) -> Comparison:
-    """Compare DataTrees by PSIS-LOO; keys are the names shown in the table."""
-    import arviz_stats as azs
+def compare_datatrees(datatrees: dict[str, Any], progress: bool = False) -> Comparison:
+    """Compare DataTrees by PSIS-LOO; keys are the names shown in the table. ``progress``: a bar over the LOO of each."""
+    import sys
 
-    loos = {name: loo_of(tree) for name, tree in datatrees.items()}
+    import arviz_stats as azs
+    from tqdm.auto import tqdm
+
+    loos = {name: loo_of(tree) for name, tree in tqdm(datatrees.items(), desc="compare: PSIS-LOO", unit="run",
+                                                      disable=not progress, delay=1.0, file=sys.stderr, leave=False)}  # fmt: skip
     messages = []
     bad = {}
     for name, elpd in loos.items():
@@ -61,16 +71,36 @@ def compare_datatrees(datatrees: dict[str, Any]) -> Comparison:
         warnings.simplefilter("ignore", UserWarning)
         table = azs.compare(loos)
     table["bad_pareto_k"] = [bad[name] for name in table.index]
-    return Comparison(table=table, loo=loos, warnings=messages)
+    methods = {name: str(tree.attrs["method"]) for name, tree in datatrees.items() if "method" in tree.attrs}
+    descriptions = {name: description for name, tree in datatrees.items()
+                    if (description := model_description(str(tree.attrs.get("model", "")))) is not None}  # fmt: skip
+    return Comparison(table=table, loo=loos, warnings=messages, methods=methods, descriptions=descriptions)
 
 
-def compare_runs(run_dirs) -> Comparison:
-    """Compare run directories; they must have been fitted to the same log and rows."""
+def model_description(name: str) -> str | None:
+    """The one-line meaning of a model (registered, or ``module:attribute``); None where this process cannot find it."""
+    from bayesmatrix.inference.prepare import model_spec
+
+    try:
+        return model_spec(name).description if name else None
+    except InputError:
+        return None
+
+
+def compare_runs(run_dirs, progress: bool = False) -> Comparison:
+    """Compare run directories; they must have been fitted to the same log and rows.
+
+    ``progress`` shows a bar on stderr while the runs are read (after a second; tqdm)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
     from bayesmatrix.inference.rundir import read_run
 
     if len(run_dirs) < 2:
         raise InputError("compare needs at least two run directories", field="RUN_DIR")
-    runs = [read_run(path) for path in run_dirs]
+    runs = [read_run(path) for path in tqdm(run_dirs, desc="compare: read", unit="run", disable=not progress,
+                                             delay=1.0, file=sys.stderr, leave=False)]  # fmt: skip
     first = runs[0]
     seen = {}
     for run in runs:
@@ -99,7 +129,9 @@ def compare_runs(run_dirs) -> Comparison:
                 file=str(run.path),
             )
     names = _unique_names(runs)
-    return compare_datatrees({name: run.datatree for name, run in zip(names, runs)})
+    comparison = compare_datatrees({name: run.datatree for name, run in zip(names, runs)}, progress=progress)
+    methods = {name: str(run.info.get("method", "")) for name, run in zip(names, runs)}
+    return comparison._replace(methods=methods, paths={name: run.path for name, run in zip(names, runs)})
 
 
 def _unique_names(runs) -> list[str]:
@@ -113,22 +145,49 @@ DISTINGUISHABLE_SE = 2.0
 """A difference in elpd smaller than this many of its standard errors does not tell two models apart."""
 
 
-def verdict(table) -> str:
-    """One sentence that claims no more than the table: which runs LOO cannot tell from the best.
-
-    ``table`` is :attr:`Comparison.table` (best first, ``elpd_diff`` and its standard error ``dse``).
-    """
+def indistinguishable(table) -> list[tuple[str, float, float]]:
+    """The runs LOO cannot tell from the best: ``(name, elpd_diff, dse)`` of every run after the first
+    whose difference is at most :data:`DISTINGUISHABLE_SE` standard errors (or not finite)."""
     labels = [str(label) for label in table.index]
-    best = labels[0]
-    level = []
-    for label, diff, dse in zip(labels[1:], table["elpd_diff"].iloc[1:], table["dse"].iloc[1:]):
-        if not np.isfinite(diff) or not np.isfinite(dse) or diff <= DISTINGUISHABLE_SE * dse:
-            level.append(f"{label} ({diff:.1f} ± {dse:.1f})")
+    return [(label, float(diff), float(dse))
+            for label, diff, dse in zip(labels[1:], table["elpd_diff"].iloc[1:], table["dse"].iloc[1:])
+            if not np.isfinite(diff) or not np.isfinite(dse) or diff <= DISTINGUISHABLE_SE * dse]  # fmt: skip
+
+
+def verdict(table, methods=None, descriptions=None) -> str:
+    """The sentences that claim no more than the table: which runs LOO cannot tell from the best.
+
+    ``table`` is :attr:`Comparison.table` (best first, ``elpd_diff`` and its standard error ``dse``);
+    ``descriptions`` (run name -> what its model says) name the explanations that stay in play;
+    ``methods`` (run name -> 'nuts' or 'svi') mark the runs whose numbers come from a variational guide.
+    """
+    methods, descriptions = dict(methods or {}), dict(descriptions or {})
+    best = str(table.index[0])
+    level = indistinguishable(table)
     if not level:
-        return f"LOO prefers {best}: every other run is more than {DISTINGUISHABLE_SE:g} standard errors behind."
-    return (f"LOO ranks {best} first, but {', '.join(level)} "
-            f"{'is' if len(level) == 1 else 'are'} within {DISTINGUISHABLE_SE:g} standard errors of it: "
-            "not distinguishable, so each of these explanations stays in play.")  # fmt: skip
+        text = f"LOO prefers {best}: every other run is more than {DISTINGUISHABLE_SE:g} standard errors behind"
+        if len(table) > 1:  # how far the closest one is, in its standard errors: 2.1 is a weak preference
+            ratios = np.asarray(table["elpd_diff"].iloc[1:], dtype=float) / np.asarray(table["dse"].iloc[1:], dtype=float)
+            closest = int(np.argmin(ratios)) + 1
+            text += (f" (the closest, {table.index[closest]}, by {table['elpd_diff'].iloc[closest]:.1f} ± "
+                     f"{table['dse'].iloc[closest]:.1f}, {ratios[closest - 1]:.1f} standard errors)")  # fmt: skip
+        text += "."
+    else:
+        text = (f"LOO ranks {best} first, but {', '.join(f'{label} ({diff:.1f} ± {dse:.1f})' for label, diff, dse in level)} "
+                f"{'is' if len(level) == 1 else 'are'} within {DISTINGUISHABLE_SE:g} standard errors of it: "
+                "not distinguishable, so each of these explanations stays in play.")  # fmt: skip
+    in_play = [best, *(label for label, _, _ in level)]
+    if level and any(label in descriptions for label in in_play):
+        text += " In play: " + "; ".join(f"{label} = {descriptions[label]}" for label in in_play if label in descriptions) + "."
+    if "bad_pareto_k" in table:
+        unreliable = [label for label in in_play if table.loc[label, "bad_pareto_k"] > 0]
+        if unreliable:
+            text += f" The LOO estimate of {', '.join(unreliable)} is unreliable at some observations (Pareto k warnings below)."
+    variational = [label for label in in_play if methods.get(label) == "svi"]
+    if variational:
+        text += (f" {', '.join(variational)} {'is an SVI fit' if len(variational) == 1 else 'are SVI fits'}: "
+                 "its intervals and LOO come from a variational guide and are approximate.")  # fmt: skip
+    return text
 
 
 def format_comparison(comparison: Comparison) -> str:
@@ -137,7 +196,7 @@ def format_comparison(comparison: Comparison) -> str:
     columns = [c for c in ("rank", "elpd", "p", "elpd_diff", "dse", "se", "weight", "warning", "bad_pareto_k") if c in comparison.table]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         text = comparison.table[columns].to_string(float_format=lambda v: f"{v:.2f}")
-    text += "\n" + verdict(comparison.table)
+    text += "\n" + verdict(comparison.table, comparison.methods, comparison.descriptions)
     if comparison.warnings:
         text += "\nWARNINGS:\n" + "\n".join(f"  - {w}" for w in comparison.warnings)
     return text

@@ -103,6 +103,8 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
         # R-hat and ESS of a single SVI "chain" of independent draws are well defined
         # but ArviZ warns about one chain; nothing here depends on that warning.
         warnings.simplefilter("ignore", UserWarning)
+        # A site that never moves divides by zero in R-hat; its NaN is flagged below instead.
+        warnings.simplefilter("ignore", RuntimeWarning)
         table = azs.summary(datatree, var_names=names, round_to="none", ci_prob=INTERVAL_PROB, ci_kind="eti")
     if method == "svi":
         # Independent guide draws: their R-hat and ESS check the sampler of q, not the fit (module docstring).

@@ -7,9 +7,11 @@ data URIs and the styles are inline, so nothing outside the file is fetched.
 
 Sections:
 
-1. *Findings* (when a run fits the generalised updater, ``icl-general``): the effective prior, its
-   strength in examples, ``decay`` and ``temperature`` with 94% intervals, and
-   which explanation LOO prefers;
+1. *Findings* (per log with a run of an in-context model): the LOO verdict, which claims no more
+   than the table (``analysis.compare.verdict``: a difference under two standard errors is "not
+   distinguishable"), and for the best run and every run within two standard errors of it that
+   run's own estimates (effective prior mean and strength, ``decay``, ``temperature``, where its
+   model has them) with ``inference.fit.INTERVAL_PROB`` intervals; SVI fits are marked approximate;
 2. one *diagnostics* section per run: the ArviZ summary of the global sites
    with a red FAILED row for each failed check (R-hat, ESS, non-finite mean),
    the run-level checks (divergences, E-BFMI, SVI plateau) and the run's
@@ -29,6 +31,7 @@ import base64
 import datetime as _dt
 import html
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -36,10 +39,6 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from bayesmatrix.data.errors import InputError
-
-# The generalised updater's parameters (``icl-general``): the findings read them from any run
-# whose posterior holds them all.
-FINDINGS_SITES = ("m", "s", "decay", "temperature")
 
 
 class Figure(NamedTuple):
@@ -103,12 +102,13 @@ def run_label(run) -> str:
 
 def diagnostics_section(run, work_dir: Path) -> Section:
     """ArviZ summary with failed rows marked, the run-level checks, and the run's plots."""
-    from bayesmatrix.analysis.diagnostics import diagnose_datatree
+    from bayesmatrix.analysis.diagnostics import diagnose_datatree, svi_checks
     from bayesmatrix.analysis.plots import run_figures
+    from bayesmatrix.inference.fit import INTERVAL_COLUMNS, INTERVAL_LABEL
     from bayesmatrix.inference.rundir import PLOTS_DIR
 
     diagnosis = diagnose_datatree(run.datatree, run.info.get("method"), run.info.get("converged"))
-    columns = [c for c in ("mean", "sd", "eti94_lb", "eti94_ub", "ess_bulk", "ess_tail", "r_hat", "flag") if c in diagnosis.table]
+    columns = [c for c in ("mean", "sd", *INTERVAL_COLUMNS, "ess_bulk", "ess_tail", "r_hat", "flag") if c in diagnosis.table]
     failed = [bool(flag) for flag in diagnosis.table["flag"]]
     info = run.info
     if diagnosis.method == "nuts":
@@ -118,11 +118,12 @@ def diagnostics_section(run, work_dir: Path) -> Section:
             + ", ".join(f"{value:.2f}" for value in diagnosis.ebfmi)
         )
     else:
-        facts = f"SVI, {info.get('num_steps', '?')} steps, ELBO plateau reached: {diagnosis.svi_converged}; {diagnosis.num_draws} draws from the guide"
+        facts = f"SVI, {diagnosis.num_draws} draws from the guide; " + "; ".join(svi_checks(diagnosis))
     seconds = info.get("seconds_total")
     facts += f"; fitted to {html.escape(str(info.get('data_file')))} ({info.get('num_rows')} rows)"
     if seconds is not None:
         facts += f" in {seconds:.0f} s"
+    facts += f"; intervals: {INTERVAL_LABEL}"
     if diagnosis.flags:
         checks = '<div class="failed-box"><b>FAILED</b><ul>' + "".join(
             f"<li>{html.escape(flag)}</li>" for flag in diagnosis.flags
@@ -146,9 +147,9 @@ def diagnostics_section(run, work_dir: Path) -> Section:
 def comparison_sections(runs, work_dir: Path) -> tuple[list[Section], dict[str, Any]]:
     """A LOO comparison per group of 2+ runs fitted to the same log and columns.
 
-    Returns the sections and, by data sha256, the comparison table.
+    Returns the sections and, by data sha256, the :class:`analysis.compare.Comparison`.
     """
-    from bayesmatrix.analysis.compare import compare_runs
+    from bayesmatrix.analysis.compare import compare_runs, verdict
     from bayesmatrix.analysis.plots import plot_loo_compare
 
     groups: dict[tuple, list] = {}
@@ -160,7 +161,7 @@ def comparison_sections(runs, work_dir: Path) -> tuple[list[Section], dict[str, 
         if len(members) < 2:
             continue
         comparison = compare_runs([run.path for run in members])
-        tables[sha] = comparison.table
+        tables[sha] = comparison
         columns = [c for c in ("rank", "elpd", "p", "elpd_diff", "dse", "se", "weight", "bad_pareto_k") if c in comparison.table]
         body = (
             f"<p>PSIS-LOO of {len(members)} runs on {html.escape(str(members[0].info.get('data_file')))}; "
@@ -169,6 +170,7 @@ def comparison_sections(runs, work_dir: Path) -> tuple[list[Section], dict[str, 
         )
         failed = [count > 0 for count in comparison.table.get("bad_pareto_k", [0] * len(comparison.table))]
         body += table_html(comparison.table[columns], failed, "run")
+        body += f"<p><b>Verdict.</b> {html.escape(verdict(comparison.table, comparison.methods, comparison.descriptions))}</p>"
         if comparison.warnings:
             body += '<div class="failed-box"><b>Pareto k warnings</b><ul>' + "".join(
                 f"<li>{html.escape(w)}</li>" for w in comparison.warnings
@@ -295,6 +297,7 @@ def log_section(
     from bayesmatrix.analysis.plots import plot_fitted_predictive, plot_instrumented, plot_kl_entropy, plot_posterior_predictive
     from bayesmatrix.analysis.predictive import fitted_predictive, posterior_predictive_datatree
     from bayesmatrix.data.llmlog import task_of
+    from bayesmatrix.inference.fit import INTERVAL_PROB
     from bayesmatrix.inference.rundir import file_sha256
 
     name = Path(log_path).name
@@ -356,7 +359,7 @@ def log_section(
                                       work_dir / f"{stem}-fitted-predictive.png")
         figures.append(figure_from_file(path, "LLM predictive against the fitted updaters",
                                         "Dots: the LLM (renormalised over the task's columns); lines and bands: "
-                                        "each model's updater, posterior mean and 94% interval."))
+                                        f"each model's updater, posterior mean and {INTERVAL_PROB:.0%} equal-tailed interval."))
 
     position = np.asarray(ds["position"].values)
     exact = [run_label(run) for run in matching if _spec_of(run).exact_bayes]
@@ -399,70 +402,144 @@ class Interval(NamedTuple):
         return f"{self.mean:.3g} [{self.low:.3g}, {self.high:.3g}]"
 
 
+class RunEstimates(NamedTuple):
+    """What one run says in the findings: its place in the LOO table and its own estimates, with
+    ``inference.fit.INTERVAL_PROB`` intervals, for the sites its model has (others empty or None)."""
+
+    label: str
+    """The run's name in the LOO table, ``"icl-general (nuts)"``."""
+    method: str
+    description: str
+    """What its model says about the LLM (``ModelSpec.description``)."""
+    elpd_diff: float | None
+    """elpd of the best run minus this run's (0 for the best; None without a comparison)."""
+    dse: float | None
+    """Standard error of that difference."""
+    prior_mean: dict[str, Interval]
+    """``m`` per column: the effective prior's mean (``icl-none``: its constant predictive)."""
+    strength: Interval | None
+    """``s = sum(alpha)``: the prior's weight in in-context examples."""
+    decay: Interval | None
+    temperature: Interval | None
+    components: list[dict[str, Any]]
+    """A mixture prior's components (``w``, ``m``, ``s`` of each), for ``icl-mixture``."""
+    pseudocount: Interval | None
+    """``icl-frequency``'s pseudocount ``eps``: the prior ``eps 1_C``."""
+
+
 class Findings(NamedTuple):
-    """What the ``icl-general`` fit says about one log, with 94% intervals."""
+    """What the runs fitted to one log say, as far as the LOO table allows."""
 
     log: str
     """The log's file name."""
     llm: str
     """The log's ``model`` attribute."""
-    prior_mean: dict[str, Interval]
-    """The effective prior's mean ``m``, per column."""
-    strength: Interval
-    """``s = sum(alpha)``: the prior's weight in in-context examples."""
-    decay: Interval
-    temperature: Interval
+    in_play: list[RunEstimates]
+    """The best run and every run within two standard errors of it (``analysis.compare.indistinguishable``),
+    best first; every run when there is no comparison."""
+    behind: list[RunEstimates]
+    """The runs LOO places more than two standard errors behind the best."""
+    verdict: str
+    """``analysis.compare.verdict`` of the comparison (empty without one)."""
     preferred: str | None
-    """The run LOO ranks first among those on this log (None without a comparison)."""
+    """The run LOO ranks first (None without a comparison)."""
     runner_up: str | None
-    """The best-ranked run of another model."""
+    """The best-ranked run of another model (:func:`loo_preference`)."""
     elpd_diff: float | None
     """elpd of the preferred run minus the runner-up's."""
     dse: float | None
     """Standard error of that difference."""
 
+    def estimates_of(self, model: str) -> RunEstimates | None:
+        """The estimates of the first run of ``model`` (NUTS before SVI), in play or behind."""
+        runs = sorted(self.in_play + self.behind, key=lambda run: run.method != "nuts")
+        return next((run for run in runs if run.label.split(" (")[0] == model), None)
 
-def findings_of(runs, tables: dict[str, Any]) -> list[Findings]:
-    """One :class:`Findings` per log with a run of the generalised updater (its posterior holds
-    :data:`FINDINGS_SITES`; ``icl-general``), NUTS preferred over SVI."""
-    from bayesmatrix.inference.fit import summarize
 
-    found = []
-    seen = set()
-    general = sorted(
-        (run for run in runs if all(site in run.datatree["posterior"] for site in FINDINGS_SITES)),
-        key=lambda run: run.info.get("method") != "nuts",
+def run_estimates(run, label: str, table=None) -> RunEstimates:
+    """The estimates of one run; ``table`` (a LOO comparison holding ``label``) gives its distance to the best."""
+    import arviz_stats  # noqa: F401  (registers the .azstats accessor)
+
+    from bayesmatrix.analysis.compare import model_description
+    from bayesmatrix.inference.fit import INTERVAL_PROB
+
+    posterior = run.datatree["posterior"]
+
+    def interval(values) -> Interval:
+        bounds = values.azstats.eti(prob=INTERVAL_PROB, dim=["chain", "draw"])
+        mean = values.mean(["chain", "draw"])
+        return Interval(float(mean), float(bounds.sel(ci_bound="lower")), float(bounds.sel(ci_bound="upper")))
+
+    def scalar(site: str) -> Interval | None:
+        return interval(posterior[site]) if site in posterior and posterior[site].ndim == 2 else None
+
+    prior_mean, components = {}, []
+    if "m" in posterior and posterior["m"].dims[2:] == ("col",):
+        prior_mean = {str(c): interval(posterior["m"].sel(col=c)) for c in posterior["m"]["col"].values}
+    elif "m" in posterior and "component" in posterior["m"].dims and "w" in posterior:
+        for k in posterior["component"].values:
+            components.append({
+                "weight": interval(posterior["w"].sel(component=k)),
+                "prior_mean": {str(c): interval(posterior["m"].sel(component=k, col=c)) for c in posterior["col"].values},
+                "strength": interval(posterior["s"].sel(component=k)) if "s" in posterior else None,
+            })  # fmt: skip
+    elpd_diff = dse = None
+    if table is not None and label in table.index:
+        elpd_diff, dse = float(table.loc[label, "elpd_diff"]), float(table.loc[label, "dse"])
+    model = str(run.info.get("model", ""))
+    return RunEstimates(
+        label=label,
+        method=str(run.info.get("method", "")),
+        description=model_description(model) or model,
+        elpd_diff=elpd_diff,
+        dse=dse,
+        prior_mean=prior_mean,
+        strength=scalar("s"),
+        decay=scalar("decay"),
+        temperature=scalar("temperature"),
+        components=components,
+        pseudocount=scalar("pseudocount"),
     )
-    for run in general:
-        sha = run.info.get("data_sha256")
-        if sha in seen:
-            continue
-        seen.add(sha)
-        table = summarize(run.datatree)
 
-        def interval(site: str) -> Interval:
-            row = table.loc[site]
-            return Interval(float(row["mean"]), float(row["eti94_lb"]), float(row["eti94_ub"]))
 
-        columns = [str(c) for c in run.info.get("columns", [])]
-        prior_mean = {c: interval(f"m[{c}]") for c in columns if f"m[{c}]" in table.index}
+def findings_of(runs, comparisons: dict[str, Any]) -> list[Findings]:
+    """One :class:`Findings` per log with a run of an in-context model; ``comparisons`` are the
+    :class:`analysis.compare.Comparison` of its runs by the log's sha256 (:func:`comparison_sections`)."""
+    from bayesmatrix.analysis.compare import indistinguishable, verdict
+
+    by_log: dict[str, list] = {}
+    for run in runs:
+        if _is_icl_run(run):
+            by_log.setdefault(run.info.get("data_sha256"), []).append(run)
+    found = []
+    for sha, members in by_log.items():
+        comparison = comparisons.get(sha)
         preferred = runner_up = elpd_diff = dse = None
-        if sha in tables:
-            preferred, runner_up, elpd_diff, dse = loo_preference(tables[sha])
-        found.append(
-            Findings(
-                log=str(run.info.get("data_file")),
-                llm=str(run.info.get("data_model", "")),
-                prior_mean=prior_mean,
-                strength=interval("s"),
-                decay=interval("decay"),
-                temperature=interval("temperature"),
-                preferred=preferred,
-                runner_up=runner_up,
-                elpd_diff=elpd_diff,
-                dse=dse,
-            )
-        )
+        if comparison is None:
+            in_play = [run_estimates(run, run_label(run)) for run in members]
+            behind, text = [], ""
+        else:
+            table = comparison.table
+            by_path = {Path(path).resolve(): name for name, path in comparison.paths.items()}
+            run_of = {by_path[Path(run.path).resolve()]: run for run in members if Path(run.path).resolve() in by_path}
+            names = [str(label) for label in table.index if str(label) in run_of]
+            level = {names[0], *(label for label, _, _ in indistinguishable(table))}
+            estimates = [run_estimates(run_of[name], name, table) for name in names]
+            in_play = [e for e in estimates if e.label in level]
+            behind = [e for e in estimates if e.label not in level]
+            text = verdict(table, comparison.methods, comparison.descriptions)
+            preferred, runner_up, elpd_diff, dse = loo_preference(table)
+        found.append(Findings(
+            log=str(members[0].info.get("data_file")),
+            llm=str(members[0].info.get("data_model", "")),
+            in_play=in_play,
+            behind=behind,
+            verdict=text,
+            preferred=preferred,
+            runner_up=runner_up,
+            elpd_diff=elpd_diff,
+            dse=dse,
+        ))  # fmt: skip
     return found
 
 
@@ -486,28 +563,47 @@ def loo_preference(table) -> tuple[str, str | None, float | None, float | None]:
     return preferred, None, None, None
 
 
+def _means(prior_mean: dict[str, Interval]) -> str:
+    return ", ".join(f"p({column.strip()}) = {value}" for column, value in prior_mean.items())
+
+
+def estimates_line(run: RunEstimates) -> str:
+    """One run's own estimates in words: the effective prior, decay and temperature it has."""
+    parts = []
+    if run.prior_mean and run.strength is not None:
+        parts.append(f"effective prior: mean {_means(run.prior_mean)}; strength {run.strength} examples")
+    elif run.prior_mean:
+        parts.append(f"constant predictive {_means(run.prior_mean)} (the examples change nothing)")
+    for k, component in enumerate(run.components):
+        strength = f", strength {component['strength']} examples" if component["strength"] is not None else ""
+        parts.append(f"prior component {k}: weight {component['weight']}, mean {_means(component['prior_mean'])}{strength}")
+    if run.pseudocount is not None:
+        parts.append(f"pseudocount {run.pseudocount} per category (a uniform prior of that many examples each)")
+    if run.decay is not None:
+        parts.append(f"decay {run.decay} (1 = every example counts alike, as Bayes requires)")
+    if run.temperature is not None:
+        parts.append(f"temperature {run.temperature} (1 = calibrated; above 1 flatter, below 1 sharper)")
+    return "; ".join(parts) if parts else "no prior, decay or temperature to quote"
+
+
 def format_findings(findings: Findings) -> str:
-    """Plain sentences for the terminal and the report."""
-    means = ", ".join(f"p({column.strip()!s}) = {value}" for column, value in findings.prior_mean.items())
-    lines = [
-        f"{findings.llm or 'the LLM'} on {findings.log} (94% intervals):",
-        f"  effective prior: mean {means}; strength {findings.strength} examples",
-        f"  decay {findings.decay}  (1 = every example counts alike, as Bayes requires)",
-        f"  temperature {findings.temperature}  (1 = calibrated; above 1 flatter, below 1 sharper)",
-    ]
-    if findings.preferred:
-        line = f"  LOO prefers {findings.preferred}: {_explanation(findings.preferred)}"
-        if findings.runner_up is not None:
-            line += f";\n    next best {findings.runner_up}, {findings.elpd_diff:.1f} ± {findings.dse:.1f} elpd behind"
-            if findings.elpd_diff < 2 * findings.dse:
-                line += " (within two standard errors: LOO does not separate these two)"
-        lines.append(line)
+    """Plain sentences for the terminal and the report: the verdict, then each run in play with its own estimates."""
+    from bayesmatrix.inference.fit import INTERVAL_LABEL
+
+    lines = [f"{findings.llm or 'the LLM'} on {findings.log} ({INTERVAL_LABEL}):"]
+    if findings.verdict:
+        lines.append(f"  {findings.verdict}")
+        lines.append("  in play:" if len(findings.in_play) > 1 else "  the preferred explanation:")
+    else:
+        lines.append("  no LOO comparison (one run on this log): nothing is preferred")
+    for run in findings.in_play:
+        where = f", {run.elpd_diff:.1f} ± {run.dse:.1f} elpd behind" if run.elpd_diff else ""
+        approximate = "; SVI: approximate intervals" if run.method == "svi" else ""
+        lines.append(f"    {run.label}{where} ({run.description}{approximate}): {estimates_line(run)}")
+    if findings.behind:
+        lines.append("  more than two standard errors behind: " + ", ".join(
+            f"{run.label} ({run.elpd_diff:.1f} ± {run.dse:.1f})" for run in findings.behind))  # fmt: skip
     return "\n".join(lines)
-
-
-def _explanation(label: str) -> str:
-    spec = _spec_named(label.split(" (")[0])
-    return spec.description if spec is not None else label
 
 
 # ---------------------------------------------------------------------------
@@ -602,7 +698,7 @@ class ReportResult(NamedTuple):
     path: Path
     """The HTML file written."""
     findings: list[Findings]
-    """The icl-general findings per log (empty without an icl-general run)."""
+    """The findings per log with a run of an in-context model."""
     comparisons: dict[str, Any]
     """LOO comparison tables by the sha256 of the log the runs share."""
     figures_dir: Path | None
@@ -620,6 +716,7 @@ def build_report(
     model: str | None = None,
     figures_dir: os.PathLike | str | None = None,
     num_draws: int = 200,
+    progress: bool = False,
 ) -> ReportResult:
     """Read the runs (and logs), draw the figures and write the HTML report ``out`` atomically.
 
@@ -632,7 +729,8 @@ def build_report(
     failing both, the picture shows the log's columns. ``figures_dir`` keeps
     the PNG files. Bad input (a folder that is not a run directory, a file
     that is not an LLM log, a ``model`` whose tokenizer does not match a log)
-    raises :class:`InputError` before anything is written.
+    raises :class:`InputError` before anything is written. ``progress`` shows a
+    bar on stderr over the steps (after a second; tqdm).
     """
     from bayesmatrix.data.atomic import atomic_path
     from bayesmatrix.data.llmlog import read_log
@@ -643,8 +741,19 @@ def build_report(
         raise InputError("nothing to report: give at least one run directory or LLM log")
     if out.is_dir():
         raise InputError(f"{out} is a directory; name the HTML file to write", field="out")
-    runs = [read_run(path) for path in run_dirs]
-    datasets = [(Path(path), read_log(path)) for path in logs]
+    from tqdm.auto import tqdm
+
+    # One bar over the steps: reading each run and log, each comparison, each log's and run's section.
+    bar = tqdm(total=2 * len(run_dirs) + 2 * len(logs) + 1 + len(extra_sections), desc="report", unit="step",
+               disable=not progress, delay=1.0, file=sys.stderr, leave=False)  # fmt: skip
+
+    def step(what: str, value=None):
+        bar.set_postfix_str(what, refresh=False)
+        bar.update()
+        return value
+
+    runs = [step(f"read {Path(path).name}", read_run(path)) for path in run_dirs]
+    datasets = [(Path(path), step(f"read {Path(path).name}", read_log(path))) for path in logs]
     loaded: dict = {}
     decoders = [(token_decoder, "") if token_decoder is not None else log_decoder(ds, path, model, loaded)
                 for path, ds in datasets]
@@ -652,23 +761,24 @@ def build_report(
     with tempfile.TemporaryDirectory(prefix="bayesmatrix-report-") as scratch:
         work_dir = Path(figures_dir) if figures_dir is not None else Path(scratch)
         work_dir.mkdir(parents=True, exist_ok=True)
-        comparisons, tables = comparison_sections(runs, work_dir)
-        findings = findings_of(runs, tables)
+        comparisons, by_log = step("LOO comparisons", comparison_sections(runs, work_dir))
+        findings = findings_of(runs, by_log)
         sections: list[Section] = []
         intro = ""
         if findings:
             intro = "".join(f'<pre class="findings">{html.escape(format_findings(f))}</pre>' for f in findings)
         for (path, ds), (decoder, note) in zip(datasets, decoders):
-            sha = _sha(path)
-            preferred = _preferred_label(tables.get(sha))
-            sections.append(log_section(path, ds, runs, work_dir, decoder, preferred, num_draws, note))
+            comparison = by_log.get(_sha(path))
+            preferred = None if comparison is None else str(comparison.table.index[0])
+            sections.append(step(f"log {path.name}", log_section(path, ds, runs, work_dir, decoder, preferred, num_draws, note)))
         sections.extend(comparisons)
-        sections.extend(diagnostics_section(run, work_dir) for run in runs)
-        sections.extend(make(work_dir) for make in extra_sections)
+        sections.extend(step(f"diagnostics {Path(run.path).name}", diagnostics_section(run, work_dir)) for run in runs)
+        sections.extend(step("extra section", make(work_dir)) for make in extra_sections)
         document = render_html(title, sections, intro)
+    bar.close()
     with atomic_path(out) as tmp:
         tmp.write_text(document, encoding="utf-8")
-    return ReportResult(path=out, findings=findings, comparisons=tables,
+    return ReportResult(path=out, findings=findings, comparisons={sha: c.table for sha, c in by_log.items()},
                         figures_dir=Path(figures_dir) if figures_dir is not None else None)
 
 
@@ -678,5 +788,4 @@ def _sha(path: Path) -> str:
     return file_sha256(path)
 
 
-def _preferred_label(table) -> str | None:
-    return None if table is None else str(table.index[0])
+

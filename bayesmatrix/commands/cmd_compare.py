@@ -12,6 +12,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", metavar="CSV", help="also write the table as CSV")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_run)
 
 
@@ -21,11 +22,12 @@ def _run(args) -> int:
 
     if args.out:
         check_output_file(args.out)  # before the work, not after it
-    comparison = compare_runs(args.runs)
+    comparison = compare_runs(args.runs, progress=not args.quiet)
     print(format_comparison(comparison))
     if args.out:
         from bayesmatrix.data.atomic import atomic_path
 
         with atomic_path(args.out) as tmp:
             comparison.table.to_csv(tmp)
+        print(f"wrote {args.out} (the comparison table, {len(comparison.table)} runs)")
     return 0

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
                    help="the model whose tokenizer names each log's top-k token ids in the instrumented-LLM "
                    "picture (a shipped name such as smollm2, a folder, a .gguf file or a hub id; only the "
                    "tokenizer is loaded); default: each log's own model, where this machine has it")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run)
 
 
@@ -29,6 +30,6 @@ def _run(args) -> int:
     from bayesmatrix.data.catalog import resolve
 
     logs = [resolve(log, field="log") for log in args.log]  # a shipped log by name, e.g. corpus:smollm2
-    result = build_report(args.runs, args.out, logs, title=args.title, model=args.model)
+    result = build_report(args.runs, args.out, logs, title=args.title, model=args.model, progress=not args.quiet)
     print(f"wrote {result.path}")
     return 0

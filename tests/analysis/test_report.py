@@ -61,11 +61,14 @@ def test_report_structure_and_images(fitted):
     # per run: trace, rank, posterior; the comparison; the log: instrumented, fitted, KL/entropy, PPC
     assert len(images) == 3 * 3 + 1 + 4
     assert all(image.ndim == 3 and min(image.shape[:2]) > 50 for image in images)
-    # the findings name the icl-general estimates and the LOO preference
+    # the findings: the LOO verdict, and each run in play with its own estimates
     [findings] = result.findings
-    assert 0 < findings.decay.low <= findings.decay.mean <= findings.decay.high <= 1
-    assert "LOO prefers" in text and "effective prior" in text
+    general = findings.estimates_of("icl-general")
+    assert 0 < general.decay.low <= general.decay.mean <= general.decay.high <= 1
+    assert ("LOO prefers" in text or "not distinguishable" in text) and "effective prior" in text
     assert findings.preferred in {"icl (nuts)", "icl-general (nuts)"}  # the no-update model explains nothing here
+    assert findings.in_play[0].label == findings.preferred
+    assert "icl-none (nuts)" not in {run.label for run in findings.in_play}
 
 
 @pytest.mark.slow
@@ -118,3 +121,55 @@ def test_bad_log_is_input_error(tmp_path):
     with pytest.raises(InputError, match="bad.nc"):
         build_report([], tmp_path / "r.html", [bad])
     assert not (tmp_path / "r.html").exists()
+
+
+def fake_run(folder, model, method="nuts", seed=0, **sites):
+    """A run read back: a posterior of the given sites (chain, draw[, col]) over columns a, b, c."""
+    import arviz_base as azb
+
+    from bayesmatrix.inference.rundir import Run
+
+    dims = {name: ["col"] for name, value in sites.items() if np.ndim(value) == 3}
+    tree = azb.from_dict({"posterior": sites}, dims=dims, coords={"col": ["a", "b", "c"]})
+    info = {"model": model, "method": method, "data_sha256": "log", "data_file": "compass.nc", "data_model": "llm"}
+    return Run(path=folder / f"{model}-{method}", datatree=tree, info=info)
+
+
+def test_findings_quote_each_run_in_play_from_its_own_posterior(tmp_path):
+    """The issue's compass case: icl-none 11.4 ± 5.7 behind icl is in play; each run's strength is its own."""
+    from bayesmatrix.analysis.compare import Comparison
+    from bayesmatrix.analysis.report import findings_of, format_findings
+
+    rng = np.random.default_rng(0)
+    m = rng.dirichlet([50.0, 30.0, 20.0], size=(2, 100))
+    runs = [
+        fake_run(tmp_path, "icl", m=m, s=rng.normal(136.0, 5.0, (2, 100)), tau=rng.gamma(5.0, size=(2, 100))),
+        fake_run(tmp_path, "icl-none", m=m, tau=rng.gamma(5.0, size=(2, 100))),
+        fake_run(tmp_path, "icl-general", "svi", m=m, s=rng.normal(40.0, 2.0, (1, 100)).repeat(2, 0),
+                 decay=rng.uniform(0.9, 0.99, (2, 100)), temperature=rng.normal(0.84, 0.05, (2, 100))),
+        fake_run(tmp_path, "icl-frequency", pseudocount=rng.gamma(2.0, size=(2, 100))),
+    ]  # fmt: skip
+    labels = ["icl (nuts)", "icl-none (nuts)", "icl-general (svi)", "icl-frequency (nuts)"]
+    table = pd.DataFrame({"elpd": [0.0, -11.4, -3.0, -114.0], "elpd_diff": [0.0, 11.4, 3.0, 114.0],
+                          "dse": [0.0, 5.7, 2.0, 15.6], "bad_pareto_k": [0, 0, 0, 0]}, index=labels)  # fmt: skip
+    comparison = Comparison(table=table, loo={}, warnings=[],
+                            methods={label: label.split("(")[1][:-1] for label in labels},
+                            descriptions={"icl (nuts)": "exact Bayes", "icl-none (nuts)": "no updating",
+                                          "icl-general (svi)": "decay and temperature"},
+                            paths={label: run.path for label, run in zip(labels, runs)})  # fmt: skip
+    [findings] = findings_of(runs, {"log": comparison})
+    assert [run.label for run in findings.in_play] == labels[:3]
+    assert [run.label for run in findings.behind] == ["icl-frequency (nuts)"]
+    text = format_findings(findings)
+    assert "LOO prefers" not in text and "not distinguishable" in text and "icl-none (nuts) (11.4 ± 5.7)" in text
+    assert "icl-none (nuts) = no updating" in text  # the simpler explanation that stays in play
+    own = {run.label: run for run in findings.in_play}
+    assert 130 < own["icl (nuts)"].strength.mean < 142 and 37 < own["icl-general (svi)"].strength.mean < 43
+    for label in labels[:3]:  # one line per run in play, quoting what that run's own posterior says
+        [line] = [line for line in text.splitlines() if line.strip().startswith(label)]
+        if own[label].strength is not None:
+            assert f"strength {own[label].strength} examples" in line
+    assert "constant predictive p(a) = " in text and own["icl-none (nuts)"].decay is None
+    assert f"temperature {own['icl-general (svi)'].temperature}" in text
+    assert "approximate" in text and "SVI fit" in text
+    assert "94% equal-tailed intervals" in text

@@ -67,9 +67,14 @@ def test_nuts_matches_conjugate_posterior(nuts_run):
     assert nuts_run.num_gradient_evals >= 2 * 1000
 
 
-def test_svi_matches_conjugate_posterior():
+@pytest.fixture(scope="module")
+def svi_run():
+    return svi(beta_binomial, {"successes": jnp.array(SUCCESSES)}, num_samples=2000, seed=0, progress_bar=False)
+
+
+def test_svi_matches_conjugate_posterior(svi_run):
     mean, sd = closed_form()
-    result = svi(beta_binomial, {"successes": jnp.array(SUCCESSES)}, num_samples=2000, seed=0, progress_bar=False)
+    result = svi_run
     draws = np.asarray(result.datatree["posterior"]["p"])
     assert result.converged
     assert abs(draws.mean() - mean) < 0.25 * sd
@@ -147,3 +152,54 @@ def test_run_dir_round_trip_and_atomicity(tmp_path, nuts_run):
 def test_read_run_rejects_other_folders(tmp_path):
     with pytest.raises(InputError, match="posterior.nc is missing"):
         read_run(tmp_path)
+
+
+def test_svi_is_diagnosed_by_its_elbo_and_the_pareto_k_of_its_guide(svi_run):
+    """A fitted mean-field guide of the conjugate model is a usable proposal; one ten times too narrow is not
+    (for normal densities, a proposal of sd r against the target's has k = 1 - r^2: 0.99)."""
+    import jax
+
+    from bayesmatrix.inference.svi import draws_to_datatree
+
+    data = {"successes": jnp.array(SUCCESSES)}
+    result = svi_run
+    tree = result.datatree
+    tree.attrs["method"] = "svi"
+    diagnosis = diagnose_datatree(tree, "svi", result.converged)
+    text = format_diagnosis(diagnosis)
+    assert diagnosis.flags == [] and "all checks passed" in text
+    assert "r_hat" not in diagnosis.table and "nan" not in text.lower()
+    assert 0 <= diagnosis.elbo_relative_change <= 1e-4 and "plateau reached: yes" in text
+    assert diagnosis.pareto_k < diagnosis.pareto_k_threshold and "guide Pareto k" in text
+
+    narrow = {name: value * 0.1 if name.endswith("_auto_scale") else value for name, value in result.params.items()}
+    narrow_tree = draws_to_datatree(beta_binomial, data, guide=result.guide, params=narrow, num_samples=2000,
+                                    key=jax.random.PRNGKey(1))  # fmt: skip
+    narrow_diagnosis = diagnose_datatree(narrow_tree, "svi", True)
+    assert narrow_diagnosis.pareto_k > 0.7
+    assert any("Pareto k" in flag for flag in narrow_diagnosis.flags)
+    assert "all checks passed" not in format_diagnosis(narrow_diagnosis)
+
+
+def test_importance_weights_are_the_log_joint_minus_the_guide_density(svi_run):
+    """log p(x, z) - log q(z) of each stored draw, against the closed forms of the Beta prior, the
+    Binomial likelihood and the guide's logit-normal density."""
+    from scipy import stats
+
+    from bayesmatrix.inference.svi import IMPORTANCE_SITE
+
+    result = svi_run
+    p = np.asarray(result.datatree["posterior"]["p"]).ravel().astype(float)
+    log_joint = stats.beta(2, 3).logpdf(p) + stats.binom(TRIALS, p[:, None]).logpmf(SUCCESSES).sum(axis=1)
+    loc, scale = float(result.params["p_auto_loc"]), float(result.params["p_auto_scale"])
+    logit = np.log(p / (1 - p))
+    log_guide = stats.norm(loc, scale).logpdf(logit) - np.log(p * (1 - p))  # the logit's Jacobian
+    stored = np.asarray(result.datatree["sample_stats"][IMPORTANCE_SITE]).ravel()
+    np.testing.assert_allclose(stored, log_joint - log_guide, rtol=1e-4, atol=1e-3)
+
+
+def test_a_non_finite_r_hat_is_a_failed_check():
+    tree = azb.from_dict({"posterior": {"c": np.ones((2, 200)), "mu": np.random.default_rng(0).normal(size=(2, 200))}})
+    diagnosis = diagnose_datatree(tree, "nuts")
+    assert any(flag.startswith("c: r_hat is not finite") for flag in diagnosis.flags), diagnosis.flags
+    assert "all checks passed" not in format_diagnosis(diagnosis)
