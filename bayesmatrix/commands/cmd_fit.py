@@ -110,8 +110,10 @@ def _run(args) -> int:
     if Path(args.out).exists() and not args.force:
         raise InputError("already exists; choose another --out or pass --force to replace it", file=args.out)
     from bayesmatrix.data.atomic import check_input_file
+    from bayesmatrix.data.catalog import resolve
     from bayesmatrix.inference.rundir import check_destination
 
+    args.log = resolve(args.log, field="log")  # a shipped log by name, e.g. corpus:smollm2
     check_input_file(args.log)
     check_destination(args.out, args.force, inputs=(args.log,))  # /proc/x, --force onto '.': now, not after sampling
 
@@ -122,10 +124,9 @@ def _run(args) -> int:
 
     from bayesmatrix.analysis.diagnostics import diagnose_datatree, format_diagnosis
     from bayesmatrix.analysis.plots import run_figures
-    from bayesmatrix.data.catalog import resolve
     from bayesmatrix.inference.fit import fit
 
-    result = fit(resolve(args.log, field="log"), options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
+    result = fit(args.log, options, args.out, force=args.force, figures=None if args.no_plots else run_figures)
     diagnosis = diagnose_datatree(result.datatree, args.method, result.info.get("converged"))
     print(format_diagnosis(diagnosis, title=f"{args.model} by {args.method}: {result.path}"))
     if diagnosis.flags and args.method == "nuts" and not args.x64:
