@@ -166,11 +166,11 @@ def verdict(table, methods=None, descriptions=None) -> str:
     level = indistinguishable(table)
     if not level:
         text = f"LOO prefers {best}: every other run is more than {DISTINGUISHABLE_SE:g} standard errors behind"
-        if len(table) > 1:  # how far the closest one is, in its standard errors: 2.1 is a weak preference
+        if len(table) > 1:  # the run least separated from the best, in its standard errors: 2.1 is a weak preference
             ratios = np.asarray(table["elpd_diff"].iloc[1:], dtype=float) / np.asarray(table["dse"].iloc[1:], dtype=float)
-            closest = int(np.argmin(ratios)) + 1
-            text += (f" (the closest, {table.index[closest]}, by {table['elpd_diff'].iloc[closest]:.1f} ± "
-                     f"{table['dse'].iloc[closest]:.1f}, {ratios[closest - 1]:.1f} standard errors)")  # fmt: skip
+            nearest = int(np.argmin(ratios)) + 1
+            text += (f" (the least separated, {table.index[nearest]}, is {table['elpd_diff'].iloc[nearest]:.1f} ± "
+                     f"{table['dse'].iloc[nearest]:.1f} behind: {ratios[nearest - 1]:.2f} standard errors)")  # fmt: skip
         text += "."
     else:
         text = (f"LOO ranks {best} first, but {', '.join(f'{label} ({diff:.1f} ± {dse:.1f})' for label, diff, dse in level)} "

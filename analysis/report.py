@@ -596,13 +596,16 @@ def format_findings(findings: Findings) -> str:
         lines.append("  in play:" if len(findings.in_play) > 1 else "  the preferred explanation:")
     else:
         lines.append("  no LOO comparison (one run on this log): nothing is preferred")
-    for run in findings.in_play:
+
+    def run_line(run: RunEstimates) -> str:
         where = f", {run.elpd_diff:.1f} ± {run.dse:.1f} elpd behind" if run.elpd_diff else ""
         approximate = "; SVI: approximate intervals" if run.method == "svi" else ""
-        lines.append(f"    {run.label}{where} ({run.description}{approximate}): {estimates_line(run)}")
+        return f"    {run.label}{where} ({run.description}{approximate}): {estimates_line(run)}"
+
+    lines.extend(run_line(run) for run in findings.in_play)
     if findings.behind:
-        lines.append("  more than two standard errors behind: " + ", ".join(
-            f"{run.label} ({run.elpd_diff:.1f} ± {run.dse:.1f})" for run in findings.behind))  # fmt: skip
+        lines.append("  more than two standard errors behind (each run's own estimates, not the verdict's):")
+        lines.extend(run_line(run) for run in findings.behind)
     return "\n".join(lines)
 
 

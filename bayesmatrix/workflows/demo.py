@@ -286,18 +286,29 @@ def _windtunnel():
 
 
 def _findings_json(findings) -> dict:
-    def interval(value) -> list[float]:
-        return [value.mean, value.low, value.high]
+    def interval(value) -> list[float] | None:
+        return None if value is None else [value.mean, value.low, value.high]
 
-    return {
+    def run_json(run) -> dict:
+        return {"label": run.label, "method": run.method, "elpd_diff": run.elpd_diff, "dse": run.dse,
+                "prior_mean": {column: interval(value) for column, value in run.prior_mean.items()},
+                "strength": interval(run.strength), "decay": interval(run.decay),
+                "temperature": interval(run.temperature)}  # fmt: skip
+
+    record = {
         "log": findings.log,
         "llm": findings.llm,
-        "prior_mean": {column: interval(value) for column, value in findings.prior_mean.items()},
-        "strength": interval(findings.strength),
-        "decay": interval(findings.decay),
-        "temperature": interval(findings.temperature),
+        "verdict": findings.verdict,
+        "in_play": [run_json(run) for run in findings.in_play],
+        "behind": [run_json(run) for run in findings.behind],
         "preferred": findings.preferred,
         "runner_up": findings.runner_up,
         "elpd_diff": findings.elpd_diff,
         "dse": findings.dse,
     }
+    general = findings.estimates_of("icl-general")
+    if general is not None:  # the generalised updater's own estimates, in play or not, as before
+        record.update({key: value for key, value in run_json(general).items() if key not in ("elpd_diff", "dse")})
+        record["estimates_of"] = record.pop("label")
+        record.pop("method")
+    return record
