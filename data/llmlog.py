@@ -7,6 +7,7 @@ The contract (README.md, "The LLM log") in short:
   coord ``col_token_id`` (``col``): token ids, ``-1`` for ``<other>``;
 - ``probs`` (row, col): the LLM's next-token probabilities, each row sums to 1;
 - optional ``prompt``, ``counts``, ``context_counts``, ``episode``, ``position``,
+  ``framing`` (each row's framing level, an index into the ``framing_levels`` attribute),
   ``embedding``, ``topk_ids``, ``topk_logprobs``;
 - attrs ``schema``, ``model``, ``task`` (JSON), ``created``, ``software_version``
   and whatever else makes the log reproducible.
@@ -41,11 +42,12 @@ _DIMS = {
     "context_counts": ("row", "col"),
     "episode": ("row",),
     "position": ("row",),
+    "framing": ("row",),
     "embedding": ("row", "embed"),
     "topk_ids": ("row", "topk"),
     "topk_logprobs": ("row", "topk"),
 }
-_INTEGER_VARIABLES = ("counts", "context_counts", "episode", "position", "topk_ids")
+_INTEGER_VARIABLES = ("counts", "context_counts", "episode", "position", "framing", "topk_ids")
 
 
 def software_version() -> str:
@@ -73,6 +75,7 @@ def make_log(
     context_counts: np.ndarray | None = None,
     episode: np.ndarray | None = None,
     position: np.ndarray | None = None,
+    framing: np.ndarray | None = None,
     embedding: np.ndarray | None = None,
     topk_ids: np.ndarray | None = None,
     topk_logprobs: np.ndarray | None = None,
@@ -98,6 +101,7 @@ def make_log(
         "context_counts": context_counts,
         "episode": episode,
         "position": position,
+        "framing": framing,
         "embedding": embedding,
         "topk_ids": topk_ids,
         "topk_logprobs": topk_logprobs,

@@ -46,7 +46,7 @@ WINDTUNNEL_PREFIX = "windtunnel-"
 SHIPPED_TASKS = Path(__file__).resolve().parent / "shipped" / "tasks"
 """The folder of the shipped task files, one ``NAME.toml`` per registry name."""
 _KEYS = {"name", "description", "categories", "header", "observation", "alpha", "mixture", "instruction", "values",
-         "framing", "chat"}
+         "framing", "chat", "stated"}
 
 
 class ObservationSpan(NamedTuple):
@@ -80,6 +80,10 @@ class Task:
         framing: ``(placeholder, levels)`` pairs: the instruction is posed at
             every combination of the levels (:meth:`framings`), overriding
             ``values``; each episode records its level (README.md, "Logging").
+        stated: ``(placeholder, category)`` pairs: the placeholder's value is a
+            stated probability of that category, in percent (``{bias}`` = 30
+            states P(heads) = 0.30), which the framing analysis compares the
+            LLM with (README.md, "A Gupta-style experiment").
         chat: render through the tokenizer's chat template: the instruction
             and header as the user turn, the observations as the start of the
             assistant turn (:mod:`bayesmatrix.data.llm.rendering`).
@@ -96,6 +100,7 @@ class Task:
     instruction: str = ""
     values: tuple[tuple[str, str], ...] = ()
     framing: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    stated: tuple[tuple[str, str], ...] = ()
     chat: bool = False
     description: str = dataclasses.field(default="", compare=False)
     source: str | None = dataclasses.field(default=None, compare=False)
@@ -201,6 +206,8 @@ class Task:
             extras["framing"] = {placeholder: list(levels) for placeholder, levels in self.framing}
         if self.chat:
             extras["chat"] = True
+        if self.stated:
+            extras["stated"] = dict(self.stated)
         return {
             "name": self.name,
             "categories": list(self.categories),
@@ -279,6 +286,14 @@ def _task_from_table(
     if unused:
         raise bad("values", f"{unused[0]!r} is not a placeholder of the instruction")
     value_pairs = tuple(sorted((key, str(value)) for key, value in values.items()))
+    stated = data.get("stated", {})
+    if not isinstance(stated, dict):
+        raise bad("stated", "must be a table of placeholder = category (the placeholder states its probability)")
+    for key, category in stated.items():
+        if key not in placeholders:
+            raise bad("stated", f"{key!r} is not a placeholder of the instruction")
+        if category not in categories:
+            raise bad("stated", f"{key!r} names {category!r}, which is not one of the categories")
 
     if "alpha" in data and "mixture" in data:
         raise bad("mixture", "give alpha or mixture, not both")
@@ -303,8 +318,8 @@ def _task_from_table(
     if alpha is not None:
         prior = {"alpha": _concentration(list(alpha), len(categories), None, "alpha")}
     task = Task(name=name, categories=tuple(categories), header=header, observation=observation,
-                instruction=instruction, values=value_pairs, chat=chat, description=description, source=file,
-                **prior)
+                instruction=instruction, values=value_pairs, stated=tuple(sorted(stated.items())), chat=chat,
+                description=description, source=file, **prior)
     return task.with_framing(framing, file) if framing else task
 
 
@@ -437,6 +452,7 @@ def task_from_json(task_json: Mapping[str, Any]) -> Task:
         instruction=template.get("instruction", ""),
         values=tuple(sorted((str(k), str(v)) for k, v in template.get("values", {}).items())),
         framing=tuple((str(k), tuple(str(v) for v in levels)) for k, levels in template.get("framing", {}).items()),
+        stated=tuple(sorted((str(k), str(v)) for k, v in template.get("stated", {}).items())),
         chat=bool(template.get("chat", False)),
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import json
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -36,6 +37,8 @@ INPUTS = {
     "context_counts": "the in-context examples of each column before each row",
     "last_example": "one-hot of the example added just before each row (needs episode)",
     "episode_start": "whether each row starts an episode (needs episode)",
+    "framing": "the framing level of each row (the log's framing variable)",
+    "num_framings": "the number of framing levels (the log's framing_levels attribute)",
     "embedding": "the prompt embeddings, prepared as features (models.embedding.fit_features)",
     "rank": "the rank option",
     "components": "the components option",
@@ -161,7 +164,10 @@ def prepare(
             raise InputError(f"is {model!r}, whose function takes {name!r}, which prepare cannot build from a log "
                              f"(it builds {', '.join(INPUTS)})", field="model")  # fmt: skip
     dims, sizes = site_dims(spec.function, kwargs, spec.event_dims)
-    coords = coords_for(sizes, {"row": np.arange(log.num_rows), "col": np.asarray(log.columns)})
+    labels = {"row": np.arange(log.num_rows), "col": np.asarray(log.columns)}
+    if "framing" in sizes and "framing" in kwargs:
+        labels["framing"] = np.asarray(log.framing_labels)
+    coords = coords_for(sizes, labels)
     fit_kwargs = kwargs
     if "count_statistics" in parameters and observed == ("counts",):
         # one pass over the counts now; every evaluation while fitting is then independent of the rows
@@ -225,6 +231,52 @@ class _Log:
     @functools.cached_property
     def embedding(self) -> np.ndarray:
         return _embedding_features(self.ds, self.file, self.model)
+
+    @functools.cached_property
+    def framing_labels(self) -> list[str]:
+        return framing_labels(self.ds, self.file)
+
+    @property
+    def num_framings(self) -> int:
+        return len(self.framing_labels)
+
+    @functools.cached_property
+    def framing(self) -> np.ndarray:
+        if "framing" not in self.ds:
+            raise InputError(f"missing; the {self.model} model needs each row's framing level (a log written "
+                             "with framings)", file=self.file, field="framing")  # fmt: skip
+        framing = np.asarray(self.ds["framing"].values, dtype=np.int64)
+        outside = framing >= self.num_framings
+        if outside.any():
+            row = int(np.argmax(outside))
+            raise InputError(f"is level {framing[row]}, but framing_levels lists {self.num_framings} level(s)",
+                             file=self.file, field="framing", row=row)  # fmt: skip
+        return framing
+
+
+def framing_levels(ds: xr.Dataset, file: str | None = None) -> list[dict[str, str]]:
+    """The values of each framing level of a log (its ``framing_levels`` attribute, JSON); level ``i`` is the
+    ``framing`` value ``i``. A log with a ``framing`` variable but no attribute gets levels named by number."""
+    file = file or ds.encoding.get("source") or "<in memory>"
+    text = ds.attrs.get("framing_levels")
+    if text is None:
+        if "framing" not in ds:
+            raise InputError("missing; the log has no framing levels", file=file, field="framing_levels")
+        return [{"level": str(level)} for level in range(int(np.asarray(ds["framing"].values).max()) + 1)]
+    try:
+        levels = json.loads(text)
+    except (TypeError, ValueError):
+        raise InputError("is not JSON", file=file, field="framing_levels") from None
+    if not isinstance(levels, list) or not levels or not all(isinstance(level, dict) for level in levels):
+        raise InputError("must be a non-empty JSON list of objects (placeholder -> value)", file=file,
+                         field="framing_levels")
+    return [{str(key): str(value) for key, value in level.items()} for level in levels]
+
+
+def framing_labels(ds: xr.Dataset, file: str | None = None) -> list[str]:
+    """One label per framing level, ``"bias=30"`` (several placeholders joined by ``", "``): the
+    ``framing`` coordinate of a fit."""
+    return [", ".join(f"{key}={value}" for key, value in level.items()) for level in framing_levels(ds, file)]
 
 
 def _embedding_features(ds: xr.Dataset, file: str, model: str) -> np.ndarray:

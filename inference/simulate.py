@@ -35,6 +35,14 @@ the ``icl`` model (exact Bayes) or, when ``decay`` or ``temperature`` is not
     q_k     = tempered((alpha + w_k) / (sum(alpha) + sum(w_k)), temperature)
     probs_k ~ Dirichlet(tau * q_k)
 
+With ``framing_alphas`` (F, C) the rows come from ``icl-framed`` instead:
+episode ``e`` is under framing level ``f = e mod F`` (as ``bayesmatrix log``
+poses a framed task), read with the prior ``framing_alphas[f]``; the world is
+``Dirichlet(world_alpha)``, all ones unless given, the same for every level
+(as a task's episodes are drawn from its own prior whatever the framing). The
+log has a ``framing`` variable and a ``framing_levels`` attribute
+(``[{"alpha": "8,2"}, ...]``). That model has neither decay nor temperature.
+
 ``icl-mixture``: episodes from the world mixture ``z_e ~ Categorical(world_w)``,
 ``pi_e ~ Dirichlet(world_alpha_(z_e))``, rows from the ``icl-mixture`` model
 (the exact predictive of the prior ``sum_j w_j Dirichlet(alpha_j)``). That
@@ -82,7 +90,8 @@ updater underflows to exact zeros (:func:`draw_rows`).
   C), s (K,), w (K,), components (R,)``; ``pi (R, C)`` only when
   ``probs_from`` is ``"counts"``.
 - icl: ``kind, model, seed, episodes, length, alpha, m, s, world_alpha,
-  decay, temperature, tau, other_mass``.
+  decay, temperature, tau, other_mass``; with framings ``alpha (F, C), m (F,
+  C), s (F,)``, one row per level, and ``framing_levels``.
 - icl-mixture: ``kind, model, seed, episodes, length, w, alpha (K, C), m (K,
   C), s (K,), world_w, world_alpha (K', C), world_components (E,), decay,
   temperature, tau, other_mass``.
@@ -446,6 +455,49 @@ def simulate_icl(
     return _icl_log("icl", model, drawn_episodes, parameters, len(alpha), other_mass, seed, truth)
 
 
+def simulate_icl_framed(
+    episodes: int,
+    length: int,
+    framing_alphas,
+    *,
+    world_alpha=None,
+    tau: float = 200.0,
+    other_mass: float = 0.0,
+    seed: int = 0,
+) -> xr.Dataset:
+    """ICL episodes read by the ``icl-framed`` model: episode ``e`` under framing level ``e mod F``, whose
+    prior is ``framing_alphas[f]`` (F, C); the world is ``Dirichlet(world_alpha)`` (default all ones)."""
+    alphas = _positive_matrix(framing_alphas, "framing_alphas")
+    num_framings, C = alphas.shape
+    world_alpha = np.ones(C) if world_alpha is None else _positive_vector(world_alpha, "world_alpha")
+    if len(world_alpha) != C:
+        raise InputError(f"has {len(world_alpha)} values but framing_alphas has {C} columns", field="world_alpha")
+    episodes, length = _count(episodes, "episodes", minimum=1), _count(length, "length", minimum=1)
+    _check_updater(1.0, 1.0, tau, other_mass)
+    rng = np.random.default_rng(seed)
+    drawn_episodes = draw_episodes(rng, episodes, length, [1.0], world_alpha[None, :])
+    strengths = alphas.sum(axis=1)
+    parameters = {"m": alphas / strengths[:, None], "s": strengths, "tau": tau}
+    levels = [{"alpha": ",".join(f"{a:g}" for a in alpha)} for alpha in alphas]
+    truth = {
+        "kind": "icl",
+        "model": "icl-framed",
+        "seed": seed,
+        "episodes": episodes,
+        "length": length,
+        **_prior_truth(alphas),
+        "framing_levels": levels,
+        "world_alpha": world_alpha.tolist(),
+        "decay": 1.0,
+        "temperature": 1.0,
+        "tau": tau,
+        "other_mass": other_mass,
+    }
+    framing = drawn_episodes.episode % num_framings
+    return _icl_log("icl", "icl-framed", drawn_episodes, parameters, C, other_mass, seed, truth,
+                    framing=framing, framing_levels=levels)
+
+
 def simulate_icl_mixture(
     episodes: int,
     length: int,
@@ -529,13 +581,17 @@ def _icl_log(
     truth: Mapping[str, Any],
     *,
     inputs: Mapping[str, Any] | None = None,
+    framing: np.ndarray | None = None,
+    framing_levels: list[dict[str, str]] | None = None,
     **prepare_options: Any,
 ) -> xr.Dataset:
-    arrays = {
+    arrays: dict[str, Any] = {
         "context_counts": drawn_episodes.context_counts,
         "episode": drawn_episodes.episode,
         "position": drawn_episodes.position,
     }
+    if framing is not None:
+        arrays.update(framing=framing, framing_levels=json.dumps(framing_levels))
     skeleton = rows_log(kind, num_cols, seed=seed, **arrays)
     drawn = draw_rows(model, skeleton, parameters, seed=seed, inputs=inputs, **prepare_options)
     return rows_log(kind, num_cols, drawn.probs, other_mass=other_mass, seed=seed, truth=truth, **arrays)
@@ -612,7 +668,8 @@ def simulate(kind: str, **options: Any) -> xr.Dataset:
       (normalised) with ``concentration`` (default C), or ``alphas`` (K, C)
       with ``weights`` (default uniform; checked against ``components``);
       ``counts_per_row``, ``probs`` (False stores ``counts / N``).
-    - icl: ``episodes``, ``length``, ``alpha``, ``world_alpha`` and the updater's options.
+    - icl: ``episodes``, ``length``, ``alpha``, ``world_alpha`` and the updater's options; or
+      ``framing_alphas`` (F, C) in place of ``alpha``: one prior per framing level (``icl-framed``).
     - icl-mixture: ``episodes``, ``length``, ``alphas``, ``weights``, ``components``,
       ``world_weights``, ``world_alphas`` and the updater's options.
     - the updater's options: ``decay``, ``temperature``, ``tau``, ``other_mass``.
@@ -635,6 +692,18 @@ def simulate(kind: str, **options: Any) -> xr.Dataset:
         name: _option_float(get(name), name, default)
         for name, default in (("decay", 1.0), ("temperature", 1.0), ("tau", 200.0), ("other_mass", 0.0))
     }
+    if kind == "icl" and get("framing_alphas") is not None:
+        if get("alpha") is not None:
+            raise InputError("goes with one prior for every row; framing_alphas give one per framing level",
+                             field="alpha")
+        for name, default in (("decay", 1.0), ("temperature", 1.0)):
+            if updater[name] != default:
+                raise InputError(f"is {updater[name]}; the icl-framed model has no {name}, so framed logs are "
+                                 f"drawn at {default:g}", field=name)
+        return simulate_icl_framed(
+            get("episodes"), get("length"), get("framing_alphas"), world_alpha=get("world_alpha"), seed=seed,
+            tau=updater["tau"], other_mass=updater["other_mass"],
+        )
     if kind == "icl":
         return simulate_icl(
             get("episodes"), get("length"), _required(get("alpha"), "alpha"), world_alpha=get("world_alpha"),

@@ -26,7 +26,7 @@ from bayesmatrix.models.closed_forms import (
     tempered,
 )
 from bayesmatrix.models.embedding import embedding
-from bayesmatrix.models.icl import icl, icl_frequency, icl_general, icl_mixture, icl_none
+from bayesmatrix.models.icl import icl, icl_framed, icl_frequency, icl_general, icl_mixture, icl_none
 from bayesmatrix.models.matrix import matrix
 from bayesmatrix.models.mixture import mixture
 
@@ -74,6 +74,14 @@ MODELS: dict[str, ModelSpec] = {
     "icl": ModelSpec(
         icl, "exact Bayesian updating from a Dirichlet prior", _ROWS, _PRIOR_DIMS, in_context=True, exact_bayes=True
     ),
+    "icl-framed": ModelSpec(
+        icl_framed,
+        "exact Bayesian updating from a Dirichlet prior of its own per framing level of the prompt",
+        _ROWS,
+        _PRIOR_DIMS,
+        in_context=True,
+        exact_bayes=True,
+    ),
     "icl-general": ModelSpec(
         icl_general, "Bayesian updating with recency decay and temperature", _ROWS, _PRIOR_DIMS, in_context=True
     ),
@@ -100,6 +108,7 @@ __all__ = [
     "embedding",
     "frequency_predictive",
     "icl",
+    "icl_framed",
     "icl_frequency",
     "icl_general",
     "icl_mixture",

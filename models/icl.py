@@ -16,6 +16,7 @@ integrated out: ``counts_r ~ DirichletMultinomial(tau * q_r, N_r)``. The
 models differ only in the updater:
 
 - ``icl``            exact Bayes: q = (alpha + n) / (S + k)
+- ``icl_framed``     exact Bayes with one prior per framing level f_r of the row
 - ``icl_general``    recency decay and temperature around exact Bayes
 - ``icl_mixture``    exact Bayes under a Dirichlet-mixture prior
 - ``icl_none``       no update: q = m
@@ -67,6 +68,32 @@ def icl(*, context_counts, probs=None, counts=None, total_count=None, observe=("
     alpha = numpyro.deterministic("alpha", s * m)
     tau = numpyro.sample("tau", tau_prior())
     _observe(tau, dirichlet_predictive(alpha, context_counts), probs, counts, total_count, observe, epsilon)
+
+
+def icl_framed(
+    *, context_counts, framing, num_framings: int, probs=None, counts=None, total_count=None, observe=("probs",),
+    epsilon: float = 1e-6,
+):
+    """Exact Bayesian updating from a Dirichlet prior of its own for each framing level of the prompt.
+
+    m_f     ~ Dirichlet(1_C)              (plate ``framing``) prior mean under level f
+    s_f     ~ LogNormal(log 2, 1.5)       (plate ``framing``) its strength, in examples
+    alpha_f = s_f m_f                     (deterministic site, (F, C))
+    tau     ~ LogNormal(log 10, 3)        one precision for every level
+    q_r     = (alpha_(f_r) + n_r) / (s_(f_r) + k_r)
+    probs_r ~ Dirichlet(tau q_r)
+
+    ``framing`` ``(rows,)`` is the level of each row (a log's ``framing``
+    variable), ``num_framings`` the number of levels F. The levels' priors are
+    independent, not pooled (README, "Models"): each is measured on its own
+    rows, and with one level this is :func:`icl`.
+    """
+    with numpyro.plate("framing", num_framings):
+        m = numpyro.sample("m", dist.Dirichlet(jnp.ones(context_counts.shape[-1])))
+        s = numpyro.sample("s", strength_prior())
+        alpha = numpyro.deterministic("alpha", s[:, None] * m)  # (F, C)
+    tau = numpyro.sample("tau", tau_prior())
+    _observe(tau, dirichlet_predictive(alpha[framing], context_counts), probs, counts, total_count, observe, epsilon)
 
 
 def icl_general(

@@ -15,7 +15,7 @@ bayesmatrix.inference.simulate.
 
 # Options holding a vector ("1,2,3") or a per-component table ("1,2;3,4"), by dest.
 VECTORS = ("alpha_mean", "weights", "alpha", "world_alpha", "world_weights")
-TABLES = ("alphas", "world_alphas")
+TABLES = ("alphas", "world_alphas", "framing_alphas")
 
 
 def register(subparsers) -> None:
@@ -45,8 +45,15 @@ def register(subparsers) -> None:
 
     icl = kinds.add_parser("icl", help="ICL episodes read by a generalised Bayesian updater")
     _episode_options(icl)
-    icl.add_argument("--alpha", required=True, help="the updater's prior a1,..,aC")
-    icl.add_argument("--world-alpha", help="the world's Dirichlet b1,..,bC (default: --alpha)")
+    icl.add_argument("--alpha", help="the updater's prior a1,..,aC (required unless --framing-alphas)")
+    icl.add_argument(
+        "--framing-alphas",
+        help='one prior per framing level, "a,b;c,d;...": episode e is under level e mod levels, read by '
+        "icl-framed (the log gets framing and framing_levels); decay and temperature stay 1",
+    )
+    icl.add_argument(
+        "--world-alpha", help="the world's Dirichlet b1,..,bC (default: --alpha; all ones with --framing-alphas)"
+    )
     _updater_options(icl)
 
     mixture = kinds.add_parser("icl-mixture", help="ICL episodes read by an updater with a Dirichlet-mixture prior")
