@@ -15,7 +15,8 @@ def posterior_predictive_figure(datatree, num_samples: int = 50):
     """ArviZ's posterior predictive check: each column's reported probability pooled over rows.
 
     ``datatree`` is :func:`analysis.predictive.posterior_predictive_datatree`'s
-    (one variable per column); at most six columns are drawn.
+    (one variable per column); at most six columns are drawn, with at most
+    ``num_samples`` predictive draws (fewer when the run has fewer).
     """
     import arviz_plots as azp
     from matplotlib.lines import Line2D
@@ -23,6 +24,8 @@ def posterior_predictive_figure(datatree, num_samples: int = 50):
     from bayesmatrix.analysis.plots.labels import OneLineLabeller, readable
 
     names = list(datatree["posterior_predictive"].data_vars)
+    predictive = datatree["posterior_predictive"]
+    num_samples = min(num_samples, int(predictive.sizes.get("chain", 1) * predictive.sizes.get("draw", 1)))
     with warnings.catch_warnings():
         # arviz-plots 0.8 drops one level of its stacked sample index, which xarray deprecates.
         warnings.filterwarnings("ignore", message="Deleting a single level of a MultiIndex", category=FutureWarning)
