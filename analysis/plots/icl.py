@@ -101,7 +101,7 @@ def fitted_predictive_figure(
     shown = [0] if len(categories) == 2 else list(range(min(len(categories), 6)))
     columns = 2 if len(shown) == 4 else min(3, len(shown))
     rows = int(np.ceil(len(shown) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.8 * columns, 3.2 * rows + 0.5), squeeze=False,
+    fig, axes = plt.subplots(rows, columns, figsize=(max(4.8 * columns, 6.4), 3.2 * rows + 0.7), squeeze=False,
                              layout="constrained")
     for ax in axes.ravel()[len(shown) :]:
         ax.set_visible(False)
@@ -123,7 +123,7 @@ def fitted_predictive_figure(
         ax.set_xlabel("in-context observations", fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 5), frameon=False)
-    fig.suptitle(title or f"LLM predictive and fitted updaters (mean, {INTERVAL_PROB:.0%} interval); "
+    fig.suptitle(title or f"LLM predictive and fitted updaters (mean, {INTERVAL_PROB:.0%} interval)\n"
                  "top axis: the observation just seen", fontsize=9)
     return fig
 

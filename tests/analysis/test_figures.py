@@ -44,11 +44,14 @@ def texts_of(fig) -> list:
 
 
 def overlapping_texts(fig, slack: float = 1.0) -> list[tuple[str, str]]:
-    """Pairs of texts whose drawn boxes overlap by more than ``slack`` pixels each way."""
+    """Pairs of texts whose drawn boxes overlap by more than ``slack`` pixels each way, and texts cut by
+    the figure's edge (paired with ``"edge"``)."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     boxes = [(text.get_text(), text.get_window_extent(renderer)) for text in texts_of(fig)]
-    clashes = []
+    width, height = fig.canvas.get_width_height()
+    clashes = [(text, "edge") for text, box in boxes
+               if box.x0 < -slack or box.y0 < -slack or box.x1 > width + slack or box.y1 > height + slack]
     for i, (first, a) in enumerate(boxes):
         for second, b in boxes[i + 1 :]:
             width = min(a.x1, b.x1) - max(a.x0, b.x0)
@@ -103,6 +106,16 @@ def test_fitted_predictive_names_observations_on_a_top_axis_without_overlap():
     assert words == [word.strip() for word in context]
     assert all(label.get_rotation() == 90 for label in top.get_xticklabels())
     assert fig.axes[0].get_title() == "p(north)"
+    assert overlapping_texts(fig) == []
+
+
+def test_fitted_predictive_of_two_letters_fits_its_titles():
+    context = list(np.random.default_rng(4).choice([" H", " T"], size=24))
+    rng = np.random.default_rng(5)
+    fig = fitted_predictive_figure(rng.dirichlet([3, 3], size=25), {"icl (nuts)": rng.dirichlet([30, 30], size=(20, 25))},
+                                   [" H", " T"], context)
+    [top] = fig.axes[0].child_axes
+    assert all(label.get_rotation() == 0 for label in top.get_xticklabels())  # letters stand upright
     assert overlapping_texts(fig) == []
 
 
