@@ -8,6 +8,7 @@ its ``plot_*`` twin saves it as a PNG and returns the path. By topic:
 - :mod:`.icl`: the instrumented LLM, its predictive against the fitted updaters, KL and entropy by position;
 - :mod:`.checks`: posterior predictive, LOO comparison, Bayesian consistency, the Dirichlet-mixture approximation;
 - :mod:`.embedding`: the embedding study's continuity plot;
+- :mod:`.framing`: the effective prior against the stated value, and TVD by number of observations;
 - :mod:`.labels`: labels that read for word categories as well as letters;
 - :mod:`.backend`: matplotlib on the Agg backend, imported on first use.
 
@@ -15,6 +16,8 @@ Every figure is importable from here too (``from bayesmatrix.analysis.plots impo
 """
 
 from bayesmatrix.analysis.plots.checks import (
+    approximation_figure,
+    consistency_figure,
     plot_approximation,
     plot_consistency,
     plot_loo_compare,
@@ -22,6 +25,7 @@ from bayesmatrix.analysis.plots.checks import (
     posterior_predictive_figure,
 )
 from bayesmatrix.analysis.plots.embedding import plot_continuity
+from bayesmatrix.analysis.plots.framing import framing_figure, plot_framing
 from bayesmatrix.analysis.plots.icl import (
     INTERVAL_PROB,
     fitted_predictive_figure,
@@ -43,8 +47,11 @@ from bayesmatrix.analysis.plots.runs import (
 
 __all__ = [
     "INTERVAL_PROB",
+    "approximation_figure",
+    "consistency_figure",
     "elbo_figure",
     "fitted_predictive_figure",
+    "framing_figure",
     "global_site_names",
     "instrumented_figure",
     "kl_entropy_figure",
@@ -53,6 +60,7 @@ __all__ = [
     "plot_continuity",
     "plot_elbo",
     "plot_fitted_predictive",
+    "plot_framing",
     "plot_instrumented",
     "plot_kl_entropy",
     "plot_loo_compare",

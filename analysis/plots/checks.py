@@ -62,13 +62,17 @@ def plot_loo_compare(table, path: Path) -> Path:
     return Path(path)
 
 
-def plot_consistency(results, path: Path) -> Path:
+def consistency_figure(results):
     """Exchangeability and martingale checks of several models side by side.
 
     ``results`` are :class:`analysis.consistency.ConsistencyResult`. Left: the
     largest total variation between orders of each multiset (0 for exact
-    Bayes). Right: the martingale gap by position with its standard error.
+    Bayes), with the mean and its standard error in black. Right: the
+    martingale gap by position with its standard error. Long model names
+    wrap onto several lines rather than run into each other.
     """
+    import textwrap
+
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     rng = np.random.default_rng(0)
@@ -81,20 +85,26 @@ def plot_consistency(results, path: Path) -> Path:
         positions = np.arange(gap.gap.shape[1])
         right.errorbar(positions, gap.gap_by_position, yerr=gap.mcse_by_position, fmt="o-", ms=3, capsize=2,
                        label=result.name)
-    left.set_xticks(range(len(results)), [result.name for result in results], fontsize=8)
+    width = max(12, int(60 / max(len(results), 1)))  # characters a name's line may take under its column
+    left.set_xticks(range(len(results)), [textwrap.fill(result.name, width) for result in results], fontsize=8)
     left.set_ylabel("max TV between orders")
     left.set_ylim(bottom=0)
-    left.set_title("exchangeability: same examples, different orders", fontsize=9)
+    left.set_title("exchangeability: same examples, different orders\n(dots: multisets; black: mean ± se)", fontsize=9)
     right.set_xlabel("position k (observations sampled from the model itself)")
     right.set_ylabel("mean |p_k - E[p_(k+1)]|")
     right.set_ylim(bottom=0)
     right.set_title("martingale gap (0 for an exact Bayesian)", fontsize=9)
     right.legend(fontsize=8)
-    return save(fig, path)
+    return fig
 
 
-def plot_approximation(components: np.ndarray, held_out: np.ndarray, held_out_se: np.ndarray, path: Path,
-                       reference: float | None = None) -> Path:
+def plot_consistency(results, path: Path) -> Path:
+    """:func:`consistency_figure` saved as a PNG at ``path``."""
+    return save(consistency_figure(results), path)
+
+
+def approximation_figure(components: np.ndarray, held_out: np.ndarray, held_out_se: np.ndarray,
+                         reference: float | None = None):
     """Held-out log density of K-component Dirichlet-mixture fits against K (the approximation theorem).
 
     Error bars are ``held_out_se``; ``reference`` (a dashed line) is the true prior's held-out density.
@@ -109,4 +119,10 @@ def plot_approximation(components: np.ndarray, held_out: np.ndarray, held_out_se
     ax.set_xticks(components)
     ax.legend(fontsize=8)
     ax.set_title("Dirichlet mixtures approximate a non-Dirichlet prior", fontsize=9)
-    return save(fig, path)
+    return fig
+
+
+def plot_approximation(components: np.ndarray, held_out: np.ndarray, held_out_se: np.ndarray, path: Path,
+                       reference: float | None = None) -> Path:
+    """:func:`approximation_figure` saved as a PNG at ``path``."""
+    return save(approximation_figure(components, held_out, held_out_se, reference), path)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from bayesmatrix.analysis.plots import (
+    approximation_figure,
+    consistency_figure,
     elbo_figure,
     fitted_predictive_figure,
     instrumented_figure,
@@ -181,4 +183,18 @@ def test_posterior_predictive_has_a_legend_and_readable_titles():
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["p(north)", "p(south)", "p(east)", "p(west)"]
     [legend] = fig.legends
     assert legend.get_texts()[0].get_text().startswith("observed")
+    assert overlapping_texts(fig) == []
+
+
+def test_consistency_and_approximation_figures_read():
+    from bayesmatrix.analysis.consistency import check, updater_predictive
+
+    multisets = np.random.default_rng(6).integers(0, 4, size=(4, 6))
+    names = ("SmolLM2 (labels: north, south, east, west)", "windtunnel:dirichlet (windtunnel-dirichlet)",
+             "the fitted icl-general (labels)")
+    results = [check(name, updater_predictive(np.ones(4), decay, 1.2), WORDS, multisets, num_orders=3, num_paths=3,
+                     length=5) for name, decay in zip(names, (0.8, 1.0, 0.9))]
+    fig = consistency_figure(results)
+    assert overlapping_texts(fig) == []
+    fig = approximation_figure(np.arange(1, 7), -np.geomspace(2, 1, 6), np.full(6, 0.05), reference=-0.9)
     assert overlapping_texts(fig) == []
