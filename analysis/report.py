@@ -21,6 +21,8 @@ Sections:
 4. per log given: the instrumented-LLM picture, the LLM's predictive against
    the fitted updaters along one episode, KL in bits from the fitted exact
    Bayesian and entropy by position, and a posterior predictive check;
+   and, for a framed log (a ``framing`` variable), the effective prior mean against the stated
+   value and the TVDs by number of observations (:func:`framing_section`);
 5. whatever extra sections the caller adds (the demo adds the consistency
    checks and the Dirichlet-mixture approximation).
 """
@@ -386,6 +388,57 @@ def log_section(
                                         "Black: the LLM's reported probability of each column across rows; "
                                         "blue: the same from 50 posterior predictive draws."))
     return Section(f"Log: {name}", body, figures)
+
+
+def framing_section(log_path: Path, ds, runs, work_dir: Path) -> Section:
+    """A framed log: the fitted effective prior mean against the stated value, with intervals, and Gupta
+    et al.'s TVDs by number of observations (:mod:`bayesmatrix.analysis.framing`)."""
+    from bayesmatrix.analysis.framing import framing_analysis, framing_table, has_framing_axis, slope
+    from bayesmatrix.analysis.plots import plot_framing
+    from bayesmatrix.inference.fit import INTERVAL_LABEL
+    from bayesmatrix.inference.rundir import file_sha256
+
+    name = Path(log_path).name
+    sha = file_sha256(log_path)
+    framed = [run for run in runs if run.info.get("data_sha256") == sha and has_framing_axis(run)]
+    framed.sort(key=lambda run: run.info.get("method") != "nuts")
+    try:
+        analysis = framing_analysis(ds, framed[0] if framed else None, file=name)
+    except InputError as error:
+        return Section(f"Framings: {name}", f"<p>No framing analysis: {html.escape(str(error))}.</p>", [])
+    category = analysis.stated_category.strip()
+    head = ["level", f"stated P({category})"]
+    if analysis.prior_mean is not None:
+        head += [f"fitted prior mean of {category}", "prior strength s (examples)"]
+    head += [f"LLM P({category}), 0 observations", "TVD stated, 0", "TVD stated, last", "TVD Bayes, 0",
+             "TVD Bayes, last"]
+
+    def cell(value) -> str:
+        if isinstance(value, tuple):
+            return html.escape(str(Interval(*value)))
+        return html.escape(_format_value(value))
+
+    rows = "".join("<tr>" + "".join(f"<td>{cell(value)}</td>" for value in row.values()) + "</tr>"
+                   for row in framing_table(analysis))  # fmt: skip
+    body = (
+        f"<p>Each episode was posed under one framing level; TVD is "
+        f"&frac12;&Sigma;|p &minus; q| between the LLM's predictive renormalised over the categories and the "
+        f"stated distribution, or the exact Bayesian predictive with the stated prior of strength "
+        f"S = {analysis.reference_strength:g} examples, averaged over episodes at 0 and at the last number of "
+        f"observations. Intervals: {INTERVAL_LABEL}.</p>"
+        "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr></thead><tbody>{rows}"
+        "</tbody></table>"
+    )
+    fitted_slope = slope(analysis)
+    if fitted_slope is not None:
+        body += (f"<p>Slope of the fitted prior mean against the stated probability ({html.escape(str(analysis.run_label))}): "
+                 f"{fitted_slope[0]:.3f} ± {fitted_slope[1]:.3f} (1: the prior follows the statement; 0: it ignores "
+                 "it).</p>")  # fmt: skip
+    elif not framed:
+        body += "<p>No run with a framing axis was fitted to this log (fit it with <code>icl-framed</code>).</p>"
+    path = plot_framing(analysis, work_dir / f"{Path(log_path).stem}-framing.png")
+    figure = figure_from_file(path, "Effective prior against the stated value, and TVD by number of observations")
+    return Section(f"Framings: {name}", body, [figure])
 
 
 # ---------------------------------------------------------------------------
@@ -774,6 +827,8 @@ def build_report(
             comparison = by_log.get(_sha(path))
             preferred = None if comparison is None else str(comparison.table.index[0])
             sections.append(step(f"log {path.name}", log_section(path, ds, runs, work_dir, decoder, preferred, num_draws, note)))
+            if "framing" in ds:
+                sections.append(framing_section(path, ds, runs, work_dir))
         sections.extend(comparisons)
         sections.extend(step(f"diagnostics {Path(run.path).name}", diagnostics_section(run, work_dir)) for run in runs)
         sections.extend(step("extra section", make(work_dir)) for make in extra_sections)
