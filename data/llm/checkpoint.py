@@ -182,6 +182,11 @@ class Checkpoint:
                              "output finish?); run the command again", file=str(self.folder))  # fmt: skip
         _atomic_write(self._chunk(phase, index), lambda handle: np.savez(handle, **arrays))
 
+    def discard_if_empty(self) -> None:
+        """Remove the folder if it holds no finished chunk yet (only a manifest that nothing resumes)."""
+        if self._lock is not None and not any(self.folder.glob("*.npz")):
+            self.remove()
+
     def remove(self) -> None:
         """Remove the folder, unless another process holds its lock (an :class:`InputError` then)."""
         if self._hold_lock(create=False):
@@ -240,7 +245,12 @@ def _run_chunks(
         for index, start in enumerate(starts):
             if parts[index] is not None:
                 continue
-            part = compute(start, min(start + chunk_units, n_units), bar.update)
+            try:
+                part = compute(start, min(start + chunk_units, n_units), bar.update)
+            except InputError:
+                if checkpoint is not None:
+                    checkpoint.discard_if_empty()  # a run refused at once leaves nothing to refuse its fix
+                raise
             if checkpoint is not None:
                 checkpoint.save(phase, index, part)
             parts[index] = part

@@ -406,6 +406,10 @@ def run_log(
     if task is not None:
         # a task this tokenizer cannot render fails before any output
         _check_samples(the_task, task_category_tokens(loaded.tokenizer, the_task), samples)
+        limit = _context_limit(loaded)
+        if limit is not None and length > limit:  # each observation is a token at least: no need to render one
+            raise InputError(f"episodes of length {length} do not fit the model's context of {limit} tokens",
+                             field="length")  # fmt: skip
     else:
         if column_lines is not None:
             column_token_ids(loaded.tokenizer, column_lines, file=str(columns))

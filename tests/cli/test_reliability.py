@@ -261,3 +261,24 @@ def test_max_steps_bounds_the_svi_steps(icl_log, tmp_path, capsys):
     capsys.readouterr()
     run = read_run(out)
     assert run.info["num_steps"] == 50 and run.datatree["elbo"].sizes["step"] == 50
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_log_refused_for_its_length_leaves_no_folder_so_the_fix_runs(tmp_path, capsys):
+    """--length past the model's context (128 tokens): 100000 is refused without rendering an episode, 128 at
+    its first batch; neither leaves OUT.partial/ behind to refuse the corrected command."""
+    out = tmp_path / "world.nc"
+    command = ["log", "--model", SHIPPED_WORLD_MODEL, "--task", "windtunnel-dirichlet", "--episodes", "2",
+               "--out", str(out)]  # fmt: skip
+    for length in ("100000", "128"):
+        start = time.monotonic()
+        assert main([*command, "--length", length]) == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error" in line]
+        assert len(errors) == 1 and "--length" in errors[0] and "context of 128 tokens" in errors[0], err
+        assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+        assert time.monotonic() - start < 120
+    assert main([*command, "--length", "8"]) == 0
+    capsys.readouterr()
+    assert read_log(out).sizes["row"] == 2 * 9
