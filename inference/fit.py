@@ -171,9 +171,15 @@ def add_posterior_predictive(datatree, model, model_kwargs, *, seed: int = 0, co
     # The observations removed, the model draws its own (the observed sites default to None).
     free = {name: (None if name in observed else value) for name, value in model_kwargs.items()}
     predicted = Predictive(model, posterior_samples=latent, return_sites=observed)(jax.random.PRNGKey(seed), **free)
+
+    def as_observed(name):
+        values = np.asarray(predicted[name]).reshape(num_chains, len(keep), *np.shape(predicted[name])[1:])
+        dtype = datatree["observed_data"][name].dtype
+        # Count distributions sample whole numbers as floats; stored as the observations' integers.
+        return np.rint(values).astype(dtype) if np.issubdtype(dtype, np.integer) else values
+
     groups = azb.from_dict(
-        {"posterior_predictive": {name: np.asarray(predicted[name]).reshape(num_chains, len(keep), *np.shape(predicted[name])[1:])
-                                  for name in observed}},
+        {"posterior_predictive": {name: as_observed(name) for name in observed}},
         coords={**dict(coords or {}), "chain": posterior["chain"].values, "draw": posterior["draw"].values[keep]},
         dims=dict(dims or {}),
     )  # fmt: skip
