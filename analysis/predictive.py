@@ -118,23 +118,28 @@ def loo_pit(datatree, var_names=None):
 
     A row's log-likelihood is one number (``chain, draw, row``) while its prediction is a vector
     (``chain, draw, row, col``), ArviZ's layout for multivariate observations; ``arviz_stats`` 0.8's
-    ``loo_pit`` does not broadcast the row's PSIS weights over ``col`` (an IndexError). Here they are
-    computed once per row and broadcast, so each entry's LOO-PIT leaves its whole row out.
+    ``loo_pit`` does not broadcast the row's PSIS weights over ``col`` (an IndexError), and pairs
+    predictive draws with log-likelihoods draw by draw, while a run keeps the predictive of a subset
+    of its draws (``inference.fit.MAX_PREDICTIVE_DRAWS``). Here the weights are computed per row
+    from the log-likelihoods of the draws the predictive holds and broadcast over its columns, so
+    each entry's LOO-PIT leaves its whole row out.
     """
     import arviz_stats as azs
     import xarray as xr
 
     names = list(datatree["observed_data"].data_vars) if var_names is None else list(var_names)
-    posterior = datatree["posterior"]
+    kept = datatree["posterior_predictive"]["draw"].values
+    posterior = datatree["posterior"].to_dataset().sel(draw=kept)
     num_samples = posterior.sizes["chain"] * posterior.sizes["draw"]
     r_eff = 1.0
-    if posterior.sizes["chain"] > 1:  # as arviz_stats.loo_pit: the posterior's mean relative ESS
-        ess = azs.ess(datatree, group="posterior", method="mean")
-        r_eff = float(np.mean(np.hstack([np.ravel(ess[name].values) for name in ess.data_vars]))) / num_samples
+    if posterior.sizes["chain"] > 1:  # as arviz_stats.loo_pit: the mean relative ESS of the draws used
+        ess = posterior.azstats.ess(method="mean")
+        r_eff = min(1.0, float(np.mean(np.hstack([np.ravel(ess[name].values) for name in ess.data_vars]))) / num_samples)
     log_weights, pareto_k = {}, {}
     for name in names:
         predictive = datatree["posterior_predictive"][name]
-        weights, khat = datatree["log_likelihood"][name].azstats.psislw(r_eff=r_eff, dim=["chain", "draw"])
+        log_likelihood = datatree["log_likelihood"][name].sel(draw=kept)
+        weights, khat = log_likelihood.azstats.psislw(r_eff=r_eff, dim=["chain", "draw"])
         log_weights[name] = weights.broadcast_like(predictive)
         pareto_k[name] = khat.broadcast_like(predictive.isel(chain=0, draw=0, drop=True))
     return azs.loo_pit(datatree, var_names=names, log_weights=xr.Dataset(log_weights), pareto_k=xr.Dataset(pareto_k))

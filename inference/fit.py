@@ -142,18 +142,21 @@ def summarize(datatree):
                        ci_kind="eti")  # fmt: skip
 
 
+MAX_PREDICTIVE_DRAWS = 500
+"""Most posterior draws the posterior_predictive group holds, evenly spaced in each chain: enough
+for predictive checks and LOO-PIT, at an eighth of the size of a default run's 4,000 draws."""
+
 MAX_PREDICTIVE_VALUES = 2**24
-"""Largest posterior_predictive group written (values over all draws): every draw of the posterior
-when its predictive fits (an ICL log of ~1,000 rows at 4 x 1,000 draws), so ``arviz_stats.loo_pit``,
-which pairs each predictive draw with its log-likelihood, reads the run as it is; evenly thinned
-draws otherwise (an embedding's thousands of columns)."""
+"""Most values the posterior_predictive group holds (64 MiB of float32): fewer draws still for a
+large log (an embedding's thousands of columns)."""
 
 
 def add_posterior_predictive(datatree, model, model_kwargs, *, seed: int = 0, coords=None, dims=None,
-                             max_values: int = MAX_PREDICTIVE_VALUES) -> None:  # fmt: skip
+                             max_draws: int = MAX_PREDICTIVE_DRAWS, max_values: int = MAX_PREDICTIVE_VALUES) -> None:  # fmt: skip
     """Add a ``posterior_predictive`` group: the model's own draws of its observed sites, one per
-    posterior draw kept (every draw, or evenly spaced ones in each chain when the group would exceed
-    ``max_values`` values), with the dims and coords of ``observed_data``; counts stay whole numbers."""
+    posterior draw kept (at most ``max_draws`` in all and ``max_values`` values, evenly spaced in each
+    chain, the ``draw`` coordinate saying which), with the dims and coords of ``observed_data``;
+    counts stay whole numbers. ``analysis.predictive.loo_pit`` pairs them with their log-likelihoods."""
     import arviz_base as azb
     import jax
     import numpy as np
@@ -163,7 +166,8 @@ def add_posterior_predictive(datatree, model, model_kwargs, *, seed: int = 0, co
     posterior = datatree["posterior"]
     num_chains, num_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     values_per_draw = sum(int(np.prod(datatree["observed_data"][name].shape)) for name in observed)
-    kept_per_chain = int(min(num_draws, max(1, max_values // max(1, values_per_draw * num_chains))))
+    kept_per_chain = int(min(num_draws, max(1, max_draws // num_chains),
+                             max(1, max_values // max(1, values_per_draw * num_chains))))  # fmt: skip
     keep = np.unique(np.linspace(0, num_draws - 1, kept_per_chain).round().astype(int))
     draws = posterior.isel(draw=keep)
     latent = {name: np.asarray(draws[name].values).reshape(num_chains * len(keep), *draws[name].shape[2:])

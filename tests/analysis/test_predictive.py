@@ -165,3 +165,30 @@ def test_a_large_predictive_keeps_evenly_spaced_draws_of_each_chain():
     np.testing.assert_array_equal(predictive["draw"], np.linspace(0, 39, 10).round().astype(int))
     # each kept draw is predicted from its own posterior draw
     assert np.abs(predictive.mean("row") - mu[:, predictive["draw"].values]).max() < 5
+
+
+def test_loo_pit_pairs_the_kept_draws_with_their_own_log_likelihoods():
+    """A thinned predictive (MAX_PREDICTIVE_DRAWS) against every draw's log-likelihood: LOO-PIT uses the kept ones.
+    An observation far above the rest is above (nearly) every predictive draw: its PIT is near 1."""
+    import arviz_base as azb
+    import numpyro
+    import numpyro.distributions as dist
+    from scipy import stats
+
+    from bayesmatrix.inference.fit import add_posterior_predictive
+
+    def normal_rows(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        with numpyro.plate("row", 6):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    rng = np.random.default_rng(3)
+    y = np.array([-0.5, 0.0, 0.2, 0.4, 0.9, 6.0])
+    mu = rng.normal(y.mean(), 1 / np.sqrt(6), size=(2, 1000))  # the posterior of mu, flat prior
+    tree = azb.from_dict({"posterior": {"mu": mu}, "log_likelihood": {"y": stats.norm(mu[..., None], 1.0).logpdf(y)},
+                          "observed_data": {"y": y}}, dims={"y": ["row"]})  # fmt: skip
+    add_posterior_predictive(tree, normal_rows, {"y": y}, dims={"y": ["row"]}, max_draws=400)
+    assert tree["posterior_predictive"]["y"].shape == (2, 200, 6)
+    pit = loo_pit(tree)["y"]
+    assert pit.shape == (6,) and 0 <= float(pit.min()) and float(pit.max()) <= 1 + 1e-9
+    assert float(pit[-1]) > 0.95 and 0.05 < float(pit[2]) < 0.95
