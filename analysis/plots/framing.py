@@ -18,7 +18,7 @@ def framing_figure(analysis, title: str = ""):
     predictive from the stated distribution (dashed) and from the exact Bayesian predictive with the stated
     prior (solid), by number of observations, one colour per level (bands: standard errors over episodes)."""
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     stated = np.asarray(analysis.stated)
     left.plot([0, 1], [0, 1], color="0.7", linestyle=":", label="stated = effective")
     if analysis.prior_mean is not None:
@@ -33,7 +33,7 @@ def framing_figure(analysis, title: str = ""):
     left.set_ylabel(f"P({category})")
     left.set_xlim(-0.05, 1.05)
     left.set_ylim(-0.05, 1.05)
-    left.legend(fontsize=7, loc="upper left")
+    left.legend(fontsize=7, loc="lower right")
     left.set_title("Effective prior against the stated value", fontsize=9)
 
     colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(analysis.labels)))
@@ -48,7 +48,7 @@ def framing_figure(analysis, title: str = ""):
     right.set_ylim(bottom=0)
     right.set_title(f"TVD from stated (dashed), from Bayes with the stated prior, S = "
                     f"{analysis.reference_strength:g} (solid)", fontsize=9)
-    right.legend(fontsize=6, ncols=2, loc="upper right")
+    right.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
