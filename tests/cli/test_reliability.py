@@ -282,3 +282,33 @@ def test_a_log_refused_for_its_length_leaves_no_folder_so_the_fix_runs(tmp_path,
     assert main([*command, "--length", "8"]) == 0
     capsys.readouterr()
     assert read_log(out).sizes["row"] == 2 * 9
+
+
+@pytest.mark.slow
+def test_run_json_records_the_log_as_it_was_read_not_a_file_swapped_in_during_sampling(icl_log, tmp_path, capsys,
+                                                                                       monkeypatch):  # fmt: skip
+    """The model (one of the user's own, a real path) swaps the log for another the first time it runs, after
+    the log was read and before sampling ends: run.json keeps the hash of the file the fit read."""
+    import functools
+    import hashlib
+
+    from bayesmatrix.models import MODELS
+
+    log = tmp_path / "icl.nc"
+    log.write_bytes(icl_log.read_bytes())
+    read_hash = hashlib.sha256(log.read_bytes()).hexdigest()
+    other = write_log(simulate_icl(8, 6, [1.0, 1.0, 3.0], seed=9), tmp_path / "other.nc")
+    icl = MODELS["icl"]
+
+    @functools.wraps(icl.function)
+    def swapping(**kwargs):
+        if other.exists():
+            os.replace(other, log)
+        return icl.function(**kwargs)
+
+    monkeypatch.setitem(MODELS, "swapping", icl._replace(function=swapping))
+    out = tmp_path / "run"
+    assert main(["fit", str(log), "--model", "swapping", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert not other.exists() and hashlib.sha256(log.read_bytes()).hexdigest() != read_hash
+    assert read_run(out).info["data_sha256"] == read_hash
