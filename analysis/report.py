@@ -478,6 +478,10 @@ class RunEstimates(NamedTuple):
     """A mixture prior's components (``w``, ``m``, ``s`` of each), for ``icl-mixture``."""
     pseudocount: Interval | None
     """``icl-frequency``'s pseudocount ``eps``: the prior ``eps 1_C``."""
+    guide_pareto_k: float | None = None
+    """SVI: the Pareto k of the guide's importance weights (``analysis.diagnostics``); None for NUTS."""
+    guide_pareto_k_threshold: float | None = None
+    """The k up to which that many importance draws are reliable."""
 
 
 class Findings(NamedTuple):
@@ -540,6 +544,15 @@ def run_estimates(run, label: str, table=None) -> RunEstimates:
     if table is not None and label in table.index:
         elpd_diff, dse = float(table.loc[label, "elpd_diff"]), float(table.loc[label, "dse"])
     model = str(run.info.get("model", ""))
+    guide_pareto_k = guide_pareto_k_threshold = None
+    if run.info.get("method") == "svi":
+        from bayesmatrix.analysis.diagnostics import importance_pareto_k, pareto_k_threshold
+        from bayesmatrix.inference.svi import IMPORTANCE_SITE
+
+        stats = run.datatree["sample_stats"] if "sample_stats" in run.datatree.children else {}
+        if IMPORTANCE_SITE in stats:
+            guide_pareto_k = importance_pareto_k(np.asarray(stats[IMPORTANCE_SITE]))
+            guide_pareto_k_threshold = pareto_k_threshold(int(np.size(stats[IMPORTANCE_SITE])))
     return RunEstimates(
         label=label,
         method=str(run.info.get("method", "")),
@@ -552,6 +565,8 @@ def run_estimates(run, label: str, table=None) -> RunEstimates:
         temperature=scalar("temperature"),
         components=components,
         pseudocount=scalar("pseudocount"),
+        guide_pareto_k=guide_pareto_k,
+        guide_pareto_k_threshold=guide_pareto_k_threshold,
     )
 
 
@@ -652,7 +667,14 @@ def format_findings(findings: Findings) -> str:
 
     def run_line(run: RunEstimates) -> str:
         where = f", {run.elpd_diff:.1f} ± {run.dse:.1f} elpd behind" if run.elpd_diff else ""
-        approximate = "; SVI: approximate intervals" if run.method == "svi" else ""
+        approximate = ""
+        if run.method == "svi":
+            approximate = "; SVI: approximate intervals"
+            if run.guide_pareto_k is not None and np.isfinite(run.guide_pareto_k):
+                threshold = run.guide_pareto_k_threshold
+                approximate += (f", guide Pareto k {run.guide_pareto_k:.2f}"
+                                f"{' > ' if run.guide_pareto_k > threshold else ' <= '}{threshold:.2f}"
+                                f"{': unreliable' if run.guide_pareto_k > threshold else ''}")  # fmt: skip
         return f"    {run.label}{where} ({run.description}{approximate}): {estimates_line(run)}"
 
     lines.extend(run_line(run) for run in findings.in_play)

@@ -123,14 +123,15 @@ def test_bad_log_is_input_error(tmp_path):
     assert not (tmp_path / "r.html").exists()
 
 
-def fake_run(folder, model, method="nuts", seed=0, **sites):
+def fake_run(folder, model, method="nuts", sample_stats=None, **sites):
     """A run read back: a posterior of the given sites (chain, draw[, col]) over columns a, b, c."""
     import arviz_base as azb
 
     from bayesmatrix.inference.rundir import Run
 
     dims = {name: ["col"] for name, value in sites.items() if np.ndim(value) == 3}
-    tree = azb.from_dict({"posterior": sites}, dims=dims, coords={"col": ["a", "b", "c"]})
+    groups = {"posterior": sites, **({"sample_stats": sample_stats} if sample_stats else {})}
+    tree = azb.from_dict(groups, dims=dims, coords={"col": ["a", "b", "c"]})
     info = {"model": model, "method": method, "data_sha256": "log", "data_file": "compass.nc", "data_model": "llm"}
     return Run(path=folder / f"{model}-{method}", datatree=tree, info=info)
 
@@ -146,6 +147,7 @@ def test_findings_quote_each_run_in_play_from_its_own_posterior(tmp_path):
         fake_run(tmp_path, "icl", m=m, s=rng.normal(136.0, 5.0, (2, 100)), tau=rng.gamma(5.0, size=(2, 100))),
         fake_run(tmp_path, "icl-none", m=m, tau=rng.gamma(5.0, size=(2, 100))),
         fake_run(tmp_path, "icl-general", "svi", m=m, s=rng.normal(40.0, 2.0, (1, 100)).repeat(2, 0),
+                 sample_stats={"log_importance_weight": 3.0 * rng.standard_t(1.0, (2, 100))},  # a guide far too narrow
                  decay=rng.uniform(0.9, 0.99, (2, 100)), temperature=rng.normal(0.84, 0.05, (2, 100))),
         fake_run(tmp_path, "icl-frequency", pseudocount=rng.gamma(2.0, size=(2, 100))),
     ]  # fmt: skip
@@ -171,5 +173,5 @@ def test_findings_quote_each_run_in_play_from_its_own_posterior(tmp_path):
             assert f"strength {own[label].strength} examples" in line
     assert "constant predictive p(a) = " in text and own["icl-none (nuts)"].decay is None
     assert f"temperature {own['icl-general (svi)'].temperature}" in text
-    assert "approximate" in text and "SVI fit" in text
+    assert "approximate" in text and "SVI fit" in text and "guide Pareto k" in text and ": unreliable" in text
     assert "94% equal-tailed intervals" in text
