@@ -1,7 +1,7 @@
 """Framings: how the stated value in a prompt moves the LLM's effective prior, and Gupta et al.'s distances.
 
-README, "A Gupta-style experiment". A framed log (``bayesmatrix log --framing
-bias=10,30,50``) poses each episode under one level of a placeholder; a task
+README, "A Gupta-style experiment". A framed log (logged with framings
+``bias`` = 10, 30, 50) poses each episode under one level of a placeholder; a task
 file's ``stated`` table says which category a placeholder states the
 probability of, in percent (coin-words: ``{bias}`` = 30 is P(heads) = 0.30).
 From that:

@@ -90,6 +90,8 @@ def test_prepared_inputs_feed_every_model():
         if "embedding" in model_parameters(spec):  # needs a log with embeddings; its own tests feed it
             continue
         log = icl_log() if spec.in_context else rows_log(counts)
+        if "framing" in model_parameters(spec):  # a framed log: episode e under level e mod 2
+            log = icl_log(framing=np.array([0, 0, 0, 0, 1, 1]))
         prepared = prepare(log, name)
         # Parameters drawn as NUTS initialises them: uniform on the unconstrained scale.
         model = substitute(seed(spec.function, 0), substitute_fn=init_to_uniform)
