@@ -16,6 +16,7 @@ from bayesmatrix.analysis.framing import (
 from bayesmatrix.analysis.plots import framing_figure
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import OTHER, make_log
+from tests.analysis.test_figures import overlapping_texts
 
 LEVELS = [{"bias": "10"}, {"bias": "70"}]
 TASK = {"name": "coin-words", "categories": ["heads", "tails"], "alpha": [1.0, 1.0],
@@ -78,8 +79,9 @@ def test_an_exactly_bayesian_llm_is_at_zero_tvd_from_bayes_and_drifts_from_the_s
     table = framing_table(analysis)
     assert [row["level"] for row in table] == ["bias=10", "bias=70"]
     np.testing.assert_allclose([row["llm_at_0"] for row in table], [0.1, 0.7])
-    figure = framing_figure(analysis)
+    figure = framing_figure(analysis, title="smollm2 on coin-words")
     assert len(figure.axes) == 2
+    assert overlapping_texts(figure) == []
 
 
 def test_a_log_without_a_stated_table_is_one_line():
