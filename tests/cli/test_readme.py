@@ -46,7 +46,7 @@ DOCUMENTS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 SHELL = ("sh", "bash", "console")
 PYTHON = ("python",)
 READ_ONLY = ("text",)
-BLOCK_TIMEOUT = 600  # seconds; a block hanging past this fails instead of stalling the suite
+BLOCK_TIMEOUT = 1800  # seconds; generous for a loaded machine, but a hanging block fails, not stalls the suite
 
 # Commands (a line's start) that are not run here, and why. Keep this short.
 NOT_RUN = {
@@ -82,13 +82,14 @@ class Tiny:
 TINY_FLAGS = (
     Tiny("simulate", "--rows", "60"),
     Tiny("simulate", "--episodes", "12"),
-    Tiny("log", "--episodes", "2"),
+    Tiny("log", "--episodes", "5"),  # one batch of episodes; five, so coin-words sees each of its five framings
     Tiny("log", "--samples", "3"),
     Tiny("fit", "--num-chains", "2", add=True),
     Tiny("fit", "--num-warmup", "40", add=True),
     Tiny("fit", "--num-samples", "40", add=True),
     Tiny("fit", "--max-steps", "300", add=True),
     Tiny("fit", "--quiet", "", add=True),
+    Tiny("fit", "--no-plots", "", add=True),  # the figures cost seconds a fit; report draws its own
     Tiny("embedding", "--columns", "4"),
     Tiny("embedding --out", "--ranks", "1", add=True),
     Tiny("embedding --out", "--pairs", "200", add=True),
@@ -321,8 +322,14 @@ def run_document(document: Path, workdir: Path, used: set) -> list[tuple[str, fl
                 if not any(c.strip() and not c.strip().startswith("#") for c in commands):
                     continue
                 script = "\n".join(["set -e", *commands])
-                completed = subprocess.run(["bash", "-c", script], cwd=workdir, env=env, capture_output=True,
-                                           text=True, timeout=BLOCK_TIMEOUT)
+                try:
+                    completed = subprocess.run(["bash", "-c", script], cwd=workdir, env=env, capture_output=True,
+                                               text=True, timeout=BLOCK_TIMEOUT)
+                except subprocess.TimeoutExpired as expired:
+                    printed = expired.stdout or ""
+                    printed = printed.decode(errors="replace") if isinstance(printed, bytes) else printed
+                    pytest.fail(f"{block.where}: the shell block ran past {BLOCK_TIMEOUT} s\n--- as run:\n{script}\n"
+                                f"--- output:\n{readable(printed)}", pytrace=False)
                 if completed.returncode != 0:
                     pytest.fail(f"{block.where}: the shell block exited {completed.returncode}\n--- as run:\n"
                                 f"{script}\n--- output:\n{readable(completed.stdout + completed.stderr)}",
@@ -379,7 +386,7 @@ def test_every_table_entry_is_used():
 def test_tiny_settings_replace_and_add_flags():
     used: set = set()
     assert tiny_command("bayesmatrix fit sim.nc --model icl --num-samples 900 --out runs/icl  # note", used) == (
-        "bayesmatrix fit --num-chains 2 --num-warmup 40 --max-steps 300 --quiet sim.nc --model icl "
+        "bayesmatrix fit --num-chains 2 --num-warmup 40 --max-steps 300 --quiet --no-plots sim.nc --model icl "
         "--num-samples 40 --out runs/icl  # note")
     assert tiny_command("bayesmatrix diagnose runs/icl", used) == "bayesmatrix diagnose runs/icl || [ $? -le 1 ]"
     assert tiny_command("bayesmatrix embedding x.nc --columns 256 --shrink y.nc", used) == (
