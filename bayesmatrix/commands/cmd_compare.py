@@ -20,11 +20,11 @@ def _run(args) -> int:
     from bayesmatrix.analysis.compare import compare_runs, format_comparison
     from bayesmatrix.data.atomic import check_output_file
 
-    if args.out:
+    if args.out is not None:  # '' too: refused, not taken for "no output"
         check_output_file(args.out)  # before the work, not after it
     comparison = compare_runs(args.runs, progress=not args.quiet)
     print(format_comparison(comparison))
-    if args.out:
+    if args.out is not None:
         from bayesmatrix.data.atomic import atomic_path
 
         with atomic_path(args.out) as tmp:

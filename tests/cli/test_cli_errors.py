@@ -116,7 +116,8 @@ def test_fit_force_deletes_nothing_that_is_not_a_run(logs, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("command", [["simulate", "matrix", "--rows", "3", "--cols", "2"],
-                                     ["import", str(Path(__file__).resolve().parents[1] / "fixtures" / "openai_chat.jsonl")]])
+                                     ["import", str(Path(__file__).resolve().parents[1] / "fixtures" / "openai_chat.jsonl")],
+                                     ["compare", "run-a", "run-b"]])
 def test_out_onto_a_fifo_or_a_folder_is_refused_before_the_work(command, capsys, tmp_path):
     import os
     import stat
@@ -203,8 +204,9 @@ def test_fit_seed_outside_32_bits_is_refused_before_sampling(logs, seed, capsys,
 
 @pytest.mark.parametrize("target", ["/proc/x.nc", ""])
 @pytest.mark.parametrize("command", [["simulate", "matrix", "--rows", "3", "--cols", "2"],
-                                     ["import", str(Path(__file__).resolve().parents[1] / "fixtures" / "openai_chat.jsonl")]],
-                         ids=["simulate", "import"])  # fmt: skip
+                                     ["import", str(Path(__file__).resolve().parents[1] / "fixtures" / "openai_chat.jsonl")],
+                                     ["compare", "run-a", "run-b"]],
+                         ids=["simulate", "import", "compare"])  # fmt: skip
 def test_out_into_proc_or_empty_is_one_line_before_the_work(command, target, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, err = run_cli([*command, "--out", target], capsys)
