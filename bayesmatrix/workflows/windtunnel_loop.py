@@ -135,8 +135,12 @@ def rounded(values: np.ndarray) -> list:
 
 
 def interval(draws: np.ndarray) -> str:
-    low, high = np.quantile(draws, [0.03, 0.97])
-    return f"{draws.mean():.3f} [{low:.3f}, {high:.3f}]"  # mean [94% interval]
+    """``mean [low, high]``: the equal-tailed interval of ``inference.fit.INTERVAL_PROB``."""
+    from bayesmatrix.inference.fit import INTERVAL_PROB
+
+    tail = (1 - INTERVAL_PROB) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return f"{draws.mean():.3f} [{low:.3f}, {high:.3f}]"
 
 
 def run_loop(workdir: str | Path, settings: LoopSettings = LoopSettings(),
