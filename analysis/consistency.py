@@ -238,16 +238,17 @@ def task_predictive(loaded, task, batch_size: int = 32) -> Predictive:
     """
     import torch
 
-    from bayesmatrix.data.llm import episode_tokens, task_column_ids
+    from bayesmatrix.data.llm import episode_tokens, task_category_tokens, task_column_ids
 
-    column_ids = task_column_ids(loaded.tokenizer, task)
+    column_ids = task_column_ids(loaded.tokenizer, task)  # refuses categories of several tokens
+    categories = task_category_tokens(loaded.tokenizer, task)
     model = loaded.model
     device = next(model.parameters()).device
     keep_last = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
     def predictive(observations):
         observations = np.asarray(observations, dtype=np.int64)
-        tokens = [episode_tokens(loaded, task, row.tolist(), column_ids)[0] for row in observations]
+        tokens = [episode_tokens(loaded, task, row.tolist(), categories).token_ids for row in observations]
         probs = np.empty((len(tokens), len(column_ids)))
         # Sequences of one token length batch without padding, so no attention mask is needed.
         by_length: dict[int, list[int]] = {}
