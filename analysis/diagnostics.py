@@ -36,13 +36,18 @@ def pareto_k_threshold(num_draws: int) -> float:
     return float(min(1.0 - 1.0 / np.log10(max(num_draws, 11)), PARETO_K_MAX))
 
 
+PARETO_K_MIN_DRAWS = 25
+"""PSIS fits the largest fifth of the weights and needs at least 5 of them, so 25 draws at least."""
+
+
 def importance_pareto_k(log_weights: np.ndarray) -> float:
     """Pareto k of the right tail of importance weights, from their logs (one per draw); NaN where
-    they are not all finite (a point-mass guide has no density)."""
+    they are not all finite (a point-mass guide has no density) or fewer than
+    :data:`PARETO_K_MIN_DRAWS`."""
     from arviz_stats.base import array_stats
 
     log_weights = np.asarray(log_weights, dtype=float).ravel()
-    if log_weights.size < 2 or not np.isfinite(log_weights).all():
+    if log_weights.size < PARETO_K_MIN_DRAWS or not np.isfinite(log_weights).all():
         return float("nan")
     # arviz_stats' psislw smooths the right tail of the negated array (it is given log-likelihoods
     # and smooths the LOO ratios 1 / p), so importance log weights go in negated.
@@ -196,7 +201,8 @@ def svi_checks(diagnosis: Diagnosis) -> list[str]:
         lines.append(f"guide Pareto k (PSIS of log p(x, z) - log q(z) over {diagnosis.num_draws} draws): {k:.2f} "
                      f"({verdict}; below 0.5 good, up to {threshold:.2f} usable)")  # fmt: skip
     else:
-        lines.append("guide Pareto k: not available (a point-mass guide has no density, or the run predates it)")
+        lines.append(f"guide Pareto k: not available (a point-mass guide has no density, fewer than "
+                     f"{PARETO_K_MIN_DRAWS} draws, or the run predates it)")
     lines.append("intervals from a variational guide are approximate")
     return lines
 

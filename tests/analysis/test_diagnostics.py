@@ -38,3 +38,18 @@ def test_a_large_site_is_one_line_with_its_worst_r_hat():
 def test_small_sites_and_few_flags_stay_in_full():
     flags = ["m[a]: r_hat 1.05 > 1.01", "m[b]: r_hat 1.02 > 1.01", "12 divergent transitions after warm-up"]
     assert folded_flags(flags) == flags
+
+
+def test_guide_pareto_k_finds_a_heavy_tail_and_needs_enough_draws():
+    from bayesmatrix.analysis.diagnostics import PARETO_K_MIN_DRAWS, importance_pareto_k
+
+    rng = np.random.default_rng(0)
+    # weights of a guide that matches: log weights all but constant, light tail
+    assert importance_pareto_k(0.01 * rng.normal(size=2000)) < 0.5
+    # weights w = U^(-1/a) have a Pareto tail of shape a, so k = 1/a
+    heavy = -np.log(rng.uniform(size=4000)) / 0.8
+    assert abs(importance_pareto_k(heavy) - 1 / 0.8) < 0.2
+    # too few draws for the tail fit (or a weight that is not finite) is no number, not an error
+    assert np.isnan(importance_pareto_k(rng.normal(size=PARETO_K_MIN_DRAWS - 1)))
+    assert np.isfinite(importance_pareto_k(rng.normal(size=PARETO_K_MIN_DRAWS)))
+    assert np.isnan(importance_pareto_k(np.array([0.0, np.inf] * 20)))
