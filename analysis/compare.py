@@ -143,6 +143,9 @@ def _unique_names(runs) -> list[str]:
 
 DISTINGUISHABLE_SE = 2.0
 """A difference in elpd smaller than this many of its standard errors does not tell two models apart."""
+WEAK_SE = 3.0
+"""A difference between :data:`DISTINGUISHABLE_SE` and this many standard errors is a weak preference: the
+standard error is itself estimated, and a few influential observations can move the ratio by that much."""
 
 
 def indistinguishable(table) -> list[tuple[str, float, float]]:
@@ -166,11 +169,16 @@ def verdict(table, methods=None, descriptions=None) -> str:
     level = indistinguishable(table)
     if not level:
         text = f"LOO prefers {best}: every other run is more than {DISTINGUISHABLE_SE:g} standard errors behind"
-        if len(table) > 1:  # the run least separated from the best, in its standard errors: 2.1 is a weak preference
+        if len(table) > 1:  # the run least separated from the best, in its standard errors
             ratios = np.asarray(table["elpd_diff"].iloc[1:], dtype=float) / np.asarray(table["dse"].iloc[1:], dtype=float)
             nearest = int(np.argmin(ratios)) + 1
-            text += (f" (the least separated, {table.index[nearest]}, is {table['elpd_diff'].iloc[nearest]:.1f} ± "
+            runner_up = str(table.index[nearest])
+            text += (f" (the least separated, {runner_up}, is {table['elpd_diff'].iloc[nearest]:.1f} ± "
                      f"{table['dse'].iloc[nearest]:.1f} behind: {ratios[nearest - 1]:.2f} standard errors)")  # fmt: skip
+            if ratios[nearest - 1] < WEAK_SE:
+                text += (f". That is a weak preference (under {WEAK_SE:g} standard errors): "
+                         f"{runner_up}{' = ' + descriptions[runner_up] if runner_up in descriptions else ''} "
+                         "is not ruled out")  # fmt: skip
         text += "."
     else:
         text = (f"LOO ranks {best} first, but {', '.join(f'{label} ({diff:.1f} ± {dse:.1f})' for label, diff, dse in level)} "

@@ -60,3 +60,12 @@ def test_verdict_prefers_only_beyond_two_standard_errors():
 
     text = verdict(comparison_table([11.5, 40.0], [5.7, 4.0]))
     assert text.startswith("LOO prefers best") and "not distinguishable" not in text
+    assert "weak preference" in text and "run0" in text  # 2.02 standard errors: preferred, but only just
+    assert "weak" not in verdict(comparison_table([40.0], [4.0]))  # ten standard errors
+
+
+def test_a_weak_preference_names_what_it_does_not_rule_out():
+    from bayesmatrix.analysis.compare import verdict
+
+    text = verdict(comparison_table([11.4], [5.6]), descriptions={"run0": "no updating"})
+    assert "2.04 standard errors" in text and "run0 = no updating is not ruled out" in text
