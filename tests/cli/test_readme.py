@@ -53,6 +53,8 @@ NOT_RUN = {
     "make demo": "runs the full demo (minutes); tests/cli/test_commands.py runs `bayesmatrix demo --quick`",
     "make test": "is the test suite itself",
     "pip install": "installs packages; the test environment is already installed",
+    "bayesmatrix report demo-out/": "reports the runs of `make demo` (not run here); the report line before it "
+    "runs, and tests/cli/test_commands.py checks the demo's own report",
     "bayesmatrix windtunnel loop": "logs three models and fits six runs (minutes even with tiny settings); "
     "tests/workflows/test_windtunnel_loop.py runs the loop",
 }
