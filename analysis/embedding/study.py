@@ -180,7 +180,8 @@ def shrink_log(ds, num_columns: int, seed: int = 0):
     (largest mean probability over its training rows), so the study gives the
     same numbers on the shrunk log as on the full one; a log of thousands of
     top-K columns becomes small enough to ship. Prompts, embeddings and
-    attributes are kept; ``shrunk_from_columns`` records the original width.
+    attributes are kept; ``shrunk_from_columns`` records the original width
+    (the first log's, when a shrunk log is shrunk again).
     """
     from bayesmatrix.data.llmlog import make_log
 
@@ -189,7 +190,8 @@ def shrink_log(ds, num_columns: int, seed: int = 0):
     token_of = dict(zip((str(c) for c in ds["col"].values), np.asarray(ds["col_token_id"].values).tolist()))
     optional = {name: ds[name].values for name in ("prompt", "embedding") if name in ds}
     kept_attrs = {key: value for key, value in ds.attrs.items()
-                  if key not in ("schema", "model", "task", "created", "software_version")}
+                  if key not in ("schema", "model", "task", "created", "software_version", "shrunk_split_seed")}
+    kept_attrs.setdefault("shrunk_from_columns", int(ds.sizes["col"]))
     return make_log(
         probs,
         columns,
@@ -198,7 +200,6 @@ def shrink_log(ds, num_columns: int, seed: int = 0):
         task=json.loads(ds.attrs.get("task", "{}") or "{}"),
         **optional,
         **kept_attrs,
-        shrunk_from_columns=int(ds.sizes["col"]),
         shrunk_split_seed=seed,
     )
 

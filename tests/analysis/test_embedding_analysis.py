@@ -177,6 +177,9 @@ def test_shrunk_log_gives_the_study_the_same_rows():
     token_of = dict(zip(["a", "b", "c", "d", "e", OTHER], [5, 6, 7, 8, 9, -1]))
     assert list(shrunk["col_token_id"].values) == [token_of[c] for c in full_labels]
     np.testing.assert_array_equal(shrunk["embedding"].values, ds["embedding"].values)
+    # shrunk again: still the first log's width, and the new seed
+    again = shrink_log(shrunk, 2, seed=3)
+    assert again.sizes["col"] == 3 and again.attrs["shrunk_from_columns"] == 6 and again.attrs["shrunk_split_seed"] == 3
 
 
 def test_the_command_line_names_its_flags(tmp_path, capsys):
