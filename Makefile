@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast test-docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,18 @@ demo: $(STAMP)
 
 # Each test folder runs in a fresh pytest process, two at a time (tests/suite.py
 # says why); it fails when any folder fails or no test ran at all.
+# The documents' code blocks (README.md, docs/*.md) run as a reader runs them in
+# `make test-docs` (tens of minutes: every command of the README, each in its own
+# process); CI runs it after `make test`, which leaves it out to stay within its time.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m tests.suite
+	$(BIN)/python -m tests.suite -m "not docs"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m tests.suite -m "not slow"
+
+test-docs: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m docs tests/cli/test_readme.py
 
 # Every benchmark once (tens of minutes on 2 cores); PyMC and PyStan, the peers of
 # benchmarks/peers.py, come from the optional `bench` extra, installed here only.

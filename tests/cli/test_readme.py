@@ -397,6 +397,7 @@ def test_tiny_settings_replace_and_add_flags():
 
 
 @pytest.mark.slow
+@pytest.mark.docs
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
 def test_document_runs(document, tmp_path_factory):
     """Every block of the document runs, in order, from a folder outside the repository."""
