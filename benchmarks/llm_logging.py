@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks import print_table
 from bayesmatrix.data.llm import episode_tokens, load_model, log_task, next_token_logprobs, task_category_tokens
 from bayesmatrix.data.tasks import draw_episode, get_task
 
@@ -101,10 +102,7 @@ def main(args: argparse.Namespace) -> None:
          f"{tokens / logger:.0f} tok/s", f"{tokens / bare_read:.0f} tok/s", bare_read / logger, ">= 0.9"),
     ]  # fmt: skip
     print(f"max |one pass - per prefix| on category probabilities: {agreement:.1e}")
-    print(f"| {'comparison':<74} | {'ours':>12} | {'other':>12} | {'ratio':>6} | goal  |")
-    print(f"|{'-' * 76}|{'-' * 14}|{'-' * 14}|{'-' * 8}|-------|")
-    for name, ours, other, ratio, goal in rows:
-        print(f"| {name:<74} | {ours:>12} | {other:>12} | {ratio:>6.2f} | {goal} |")
+    print_table(("comparison", "ours", "other", "ratio", "goal"), rows)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks import print_table
 from benchmarks.llm_logging import best_time
 from bayesmatrix.data.llm import (
     episode_tokens,
@@ -121,10 +122,7 @@ def main(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     print(f"max |logger - brute force| on category probabilities: {agreement:.1e}")
     print(f"tokens in (b): {total}, {alternatives} of them alternatives; {heads} positions through the LM head")
-    print(f"| {'comparison':<96} | {'ours':>12} | {'other':>12} | {'ratio':>6} | goal  |")
-    print(f"|{'-' * 98}|{'-' * 14}|{'-' * 14}|{'-' * 8}|-------|")
-    for name, ours, other, ratio, goal in rows:
-        print(f"| {name:<96} | {ours:>12} | {other:>12} | {ratio:>6.2f} | {goal} |")
+    print_table(("comparison", "ours", "other", "ratio", "goal"), rows)
 
 
 if __name__ == "__main__":
