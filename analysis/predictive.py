@@ -1,4 +1,9 @@
-"""A fitted run's predictives: the updater ``q_r`` under posterior draws, and posterior predictive ``probs``.
+"""A fitted run's predictives: the updater ``q_r`` under posterior draws, and the run's posterior predictive.
+
+The posterior predictive checks read the run's own ``posterior_predictive`` group,
+drawn at fit time (``inference.fit.add_posterior_predictive``):
+:func:`posterior_predictive_datatree` splits it by column for ArviZ's PPC plot,
+:func:`loo_pit` computes LOO-PIT of it.
 
 Every ICL model observes ``probs_r ~ Dirichlet(tau * q_r)`` (models/icl.py), so
 the updater a posterior draw implies is the normalised concentration of the
@@ -11,6 +16,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from bayesmatrix.data.errors import InputError
 
 
 class FittedPredictive(NamedTuple):
@@ -90,25 +97,38 @@ def _concentration(fn):
     return fn.concentration
 
 
-def posterior_predictive_datatree(fitted: FittedPredictive, rows: np.ndarray | None = None):
-    """A DataTree for ArviZ's PPC plots: one variable ``p(<col>)`` (chain, draw, row) per column.
+def posterior_predictive_datatree(datatree, rows: np.ndarray | None = None, variable: str | None = None):
+    """A DataTree for ArviZ's PPC plots from a run's own ``posterior_predictive`` group: one variable
+    ``p(<col>)`` (``count(<col>)`` for counts) of dims (chain, draw, row) per column.
 
-    ArviZ pools every non-sample dimension of a variable into one density, so
-    each column becomes its own variable: the check compares the spread of the
-    reported probability of that column across rows.
+    ``datatree`` is a run's (``inference.fit.add_posterior_predictive`` wrote the group); ``variable``
+    is the observed site to check (default: ``probs`` where the run predicts it, else its first).
+    ArviZ pools every non-sample dimension of a variable into one density, so each column becomes
+    its own variable: the check compares the spread of that column across rows. A run without the
+    group raises :class:`InputError`: refit it, the predictive is drawn at fit time.
     """
     import arviz_base as azb
 
-    rows = np.arange(fitted.observed.shape[0]) if rows is None else np.asarray(rows)
-    names = [f"p({column})" for column in fitted.columns]
+    if "posterior_predictive" not in datatree.children:
+        raise InputError("has no posterior_predictive group (written before fits stored one); refit the run",
+                         field="posterior_predictive")  # fmt: skip
+    predictive_group = datatree["posterior_predictive"]
+    names = list(predictive_group.data_vars)
+    variable = variable or ("probs" if "probs" in names else names[0])
+    predictive = predictive_group[variable]  # (chain, draw, row, col)
+    observed = datatree["observed_data"][variable]  # (row, col)
+    rows = np.arange(observed.sizes["row"]) if rows is None else np.asarray(rows)
+    prefix = "p" if variable == "probs" else "count"
+    columns = [str(c) for c in observed["col"].values]
+    names = [f"{prefix}({column})" for column in columns]
+    values = np.asarray(predictive.transpose("chain", "draw", "row", "col").values)
+    observed_values = np.asarray(observed.transpose("row", "col").values)
     return azb.from_dict(
         {
-            "posterior_predictive": {
-                name: fitted.posterior_predictive[None, :, rows, c] for c, name in enumerate(names)
-            },
-            "observed_data": {name: fitted.observed[rows, c] for c, name in enumerate(names)},
+            "posterior_predictive": {name: values[:, :, rows, c] for c, name in enumerate(names)},
+            "observed_data": {name: observed_values[rows, c] for c, name in enumerate(names)},
         },
-        coords={"row": rows},
+        coords={"row": rows, "chain": predictive["chain"].values, "draw": predictive["draw"].values},
         dims={name: ["row"] for name in names},
     )
 

@@ -380,13 +380,20 @@ def log_section(
             f"from {entropy['LLM'][0]:.2f} to {entropy['LLM'][-1]:.2f} bits.</p>"
         )
 
-    if fitted:
-        chosen = preferred if preferred in fitted else next(iter(fitted))
-        path = plot_posterior_predictive(posterior_predictive_datatree(fitted[chosen]),
-                                         work_dir / f"{stem}-ppc.png")
-        figures.append(figure_from_file(path, f"Posterior predictive check: {chosen}",
-                                        "Black: the LLM's reported probability of each column across rows; "
-                                        "blue: the same from 50 posterior predictive draws."))
+    by_label = {run_label(run): run for run in matching}
+    if by_label:
+        chosen = preferred if preferred in by_label else next(iter(by_label))
+        try:  # the run's own posterior_predictive group, drawn at fit time (inference.fit.add_posterior_predictive)
+            check = posterior_predictive_datatree(by_label[chosen].datatree)
+        except InputError as error:
+            body += f"<p>No posterior predictive check of {html.escape(chosen)}: {html.escape(error.reason)}.</p>"
+        else:
+            path = plot_posterior_predictive(check, work_dir / f"{stem}-ppc.png")
+            what = "reported probability" if next(iter(check["posterior_predictive"].data_vars)).startswith("p(") else "count"
+            figures.append(figure_from_file(path, f"Posterior predictive check: {chosen}",
+                                            f"Black: the LLM's {what} of each column across rows (as the model sees "
+                                            "them); blue: the same from up to 50 of the run's stored posterior "
+                                            "predictive draws."))  # fmt: skip
     return Section(f"Log: {name}", body, figures)
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bayesmatrix.analysis.predictive import fitted_predictive, loo_pit, posterior_predictive_datatree, thinned_draws
+from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import OTHER, make_log
 from bayesmatrix.inference.rundir import Run
 
@@ -58,11 +59,30 @@ def test_updater_is_the_exact_bayesian_predictive_of_each_draw():
 
 
 def test_posterior_predictive_tree_holds_one_variable_per_column():
-    fitted = fitted_predictive(icl_run(), icl_log(), num_draws=5)
-    tree = posterior_predictive_datatree(fitted)
+    """The PPC tree is the run's stored posterior_predictive group, split by column, draws kept as stored."""
+    import arviz_base as azb
+
+    rng = np.random.default_rng(5)
+    predictive = rng.dirichlet([2.0, 3.0], size=(1, 5, 8))  # (chain, draw, row, col)
+    observed = icl_log()["probs"].values[:, :2]
+    run = azb.from_dict({"posterior": {"tau": rng.gamma(2.0, size=(1, 10))}, "observed_data": {"probs": observed}},
+                        dims={"probs": ["row", "col"]}, coords={"col": ["a", "b"]})  # fmt: skip
+    run["posterior_predictive"] = azb.from_dict({"posterior_predictive": {"probs": predictive}}, dims={"probs": ["row", "col"]},
+                                                coords={"col": ["a", "b"], "draw": [0, 2, 4, 7, 9]})["posterior_predictive"]  # fmt: skip
+    tree = posterior_predictive_datatree(run)
     assert sorted(tree["posterior_predictive"].data_vars) == ["p(a)", "p(b)"]
     assert tree["posterior_predictive"]["p(a)"].shape == (1, 5, 8)
+    np.testing.assert_array_equal(tree["posterior_predictive"]["p(b)"].values, predictive[..., 1])
+    np.testing.assert_array_equal(tree["posterior_predictive"]["draw"].values, [0, 2, 4, 7, 9])
     assert tree["observed_data"]["p(b)"].shape == (8,)
+    np.testing.assert_array_equal(tree["observed_data"]["p(a)"].values, observed[:, 0])
+    assert sorted(posterior_predictive_datatree(run, rows=np.array([1, 3]))["observed_data"]["p(a)"].values) == sorted(observed[[1, 3], 0])
+
+
+def test_a_run_without_a_stored_predictive_is_refused_by_name():
+    with pytest.raises(InputError, match="no posterior_predictive group") as error:
+        posterior_predictive_datatree(icl_run().datatree)
+    assert error.value.field == "posterior_predictive"
 
 
 @pytest.mark.parametrize("num_draws", [1, 3])
