@@ -10,8 +10,8 @@ Sections:
 1. *Findings* (per log with a run of an in-context model): the LOO verdict, which claims no more
    than the table (``analysis.compare.verdict``: a difference under two standard errors is "not
    distinguishable"), and for the best run and every run within two standard errors of it that
-   run's own estimates (effective prior mean and strength, ``decay``, ``temperature``, where its
-   model has them) with ``inference.fit.INTERVAL_PROB`` intervals; SVI fits are marked approximate;
+   run's own estimates (effective prior mean and strength, per framing level for ``icl-framed``,
+   ``decay``, ``temperature``, where its model has them) with ``inference.fit.INTERVAL_PROB`` intervals; SVI fits are marked approximate;
 2. one *diagnostics* section per run: the ArviZ summary of the global sites
    with a red FAILED row for each failed check (R-hat, ESS, non-finite mean),
    the run-level checks (divergences, E-BFMI, SVI plateau) and the run's
@@ -489,6 +489,9 @@ class RunEstimates(NamedTuple):
     """SVI: the Pareto k of the guide's importance weights (``analysis.diagnostics``); None for NUTS."""
     guide_pareto_k_threshold: float | None = None
     """The k up to which that many importance draws are reliable."""
+    levels: list[dict[str, Any]] = []
+    """A prior per framing level (``icl-framed``): ``level`` (the ``framing`` label, ``"bias=30"``),
+    ``prior_mean`` (column -> :class:`Interval`) and ``strength`` of each, in level order."""
 
 
 class Findings(NamedTuple):
@@ -547,6 +550,15 @@ def run_estimates(run, label: str, table=None) -> RunEstimates:
                 "prior_mean": {str(c): interval(posterior["m"].sel(component=k, col=c)) for c in posterior["col"].values},
                 "strength": interval(posterior["s"].sel(component=k)) if "s" in posterior else None,
             })  # fmt: skip
+    levels = []
+    if "m" in posterior and set(posterior["m"].dims[2:]) == {"framing", "col"}:
+        per_level_strength = "s" in posterior and "framing" in posterior["s"].dims
+        for f in posterior["framing"].values:
+            levels.append({
+                "level": str(f),
+                "prior_mean": {str(c): interval(posterior["m"].sel(framing=f, col=c)) for c in posterior["col"].values},
+                "strength": interval(posterior["s"].sel(framing=f)) if per_level_strength else None,
+            })  # fmt: skip
     elpd_diff = dse = None
     if table is not None and label in table.index:
         elpd_diff, dse = float(table.loc[label, "elpd_diff"]), float(table.loc[label, "dse"])
@@ -574,6 +586,7 @@ def run_estimates(run, label: str, table=None) -> RunEstimates:
         pseudocount=scalar("pseudocount"),
         guide_pareto_k=guide_pareto_k,
         guide_pareto_k_threshold=guide_pareto_k_threshold,
+        levels=levels,
     )
 
 
@@ -652,6 +665,12 @@ def estimates_line(run: RunEstimates) -> str:
     for k, component in enumerate(run.components):
         strength = f", strength {component['strength']} examples" if component["strength"] is not None else ""
         parts.append(f"prior component {k}: weight {component['weight']}, mean {_means(component['prior_mean'])}{strength}")
+    for level in run.levels:
+        strength = f", strength {level['strength']} examples" if level["strength"] is not None else ""
+        parts.append(f"under {level['level']}: effective prior mean {_means(level['prior_mean'])}{strength}")
+    if run.levels:
+        parts.append("each level's prior is fitted to that level's rows alone: compare levels by the slope in "
+                     "the framing section, not by whether their intervals overlap")  # fmt: skip
     if run.pseudocount is not None:
         parts.append(f"pseudocount {run.pseudocount} per category (a uniform prior of that many examples each)")
     if run.decay is not None:

@@ -175,3 +175,31 @@ def test_findings_quote_each_run_in_play_from_its_own_posterior(tmp_path):
     assert f"temperature {own['icl-general (svi)'].temperature}" in text
     assert "approximate" in text and "SVI fit" in text and "guide Pareto k" in text and ": unreliable" in text
     assert "94% equal-tailed intervals" in text
+
+
+def test_findings_quote_icl_framed_per_level_priors(tmp_path):
+    """icl-framed's prior is indexed by framing level: the findings quote each level's own mean and strength."""
+    import arviz_base as azb
+
+    from bayesmatrix.analysis.report import findings_of, format_findings
+    from bayesmatrix.inference.rundir import Run
+
+    rng = np.random.default_rng(1)
+    m = np.stack([rng.dirichlet([80.0, 20.0], size=(2, 100)), rng.dirichlet([20.0, 80.0], size=(2, 100))], axis=2)
+    s = np.stack([rng.normal(5.0, 0.2, (2, 100)), rng.normal(30.0, 1.0, (2, 100))], axis=2)  # (chain, draw, framing)
+    tree = azb.from_dict({"posterior": {"m": m, "s": s, "tau": rng.gamma(5.0, size=(2, 100))}},
+                         dims={"m": ["framing", "col"], "s": ["framing"]},
+                         coords={"framing": ["bias=20", "bias=80"], "col": ["heads", "tails"]})  # fmt: skip
+    info = {"model": "icl-framed", "method": "nuts", "data_sha256": "log", "data_file": "framed.nc", "data_model": "llm"}
+    [findings] = findings_of([Run(path=tmp_path / "framed", datatree=tree, info=info)], {})
+    [run] = findings.in_play
+    assert [level["level"] for level in run.levels] == ["bias=20", "bias=80"]
+    low, high = run.levels
+    assert 0.75 < low["prior_mean"]["heads"].mean < 0.85 and 0.15 < high["prior_mean"]["heads"].mean < 0.25
+    assert low["strength"].low < 5.0 < low["strength"].high and 28 < high["strength"].mean < 32
+    text = format_findings(findings)
+    assert "no prior, decay or temperature" not in text
+    for level in run.levels:
+        assert (f"under {level['level']}: effective prior mean p(heads) = {level['prior_mean']['heads']}, "
+                f"p(tails) = {level['prior_mean']['tails']}, strength {level['strength']} examples") in text  # fmt: skip
+    assert "not by whether their intervals overlap" in text and "94% equal-tailed intervals" in text
