@@ -8,7 +8,8 @@ The contract (README.md, "The LLM log") in short:
 - ``probs`` (row, col): the LLM's next-token probabilities, each row sums to 1;
 - optional ``prompt``, ``counts``, ``context_counts``, ``episode``, ``position``,
   ``framing`` (each row's framing level, an index into the ``framing_levels`` attribute),
-  ``embedding``, ``topk_ids``, ``topk_logprobs``;
+  ``embedding``, ``topk_ids``, ``topk_logprobs``, ``reported_mass`` (row: the probability a
+  server reported in the row's top-k, in [0, 1]; the rest is unaccounted for);
 - attrs ``schema``, ``model``, ``task`` (JSON), ``created``, ``software_version``
   and whatever else makes the log reproducible.
 
@@ -46,6 +47,7 @@ _DIMS = {
     "embedding": ("row", "embed"),
     "topk_ids": ("row", "topk"),
     "topk_logprobs": ("row", "topk"),
+    "reported_mass": ("row",),
 }
 _INTEGER_VARIABLES = ("counts", "context_counts", "episode", "position", "framing", "topk_ids")
 
@@ -79,6 +81,7 @@ def make_log(
     embedding: np.ndarray | None = None,
     topk_ids: np.ndarray | None = None,
     topk_logprobs: np.ndarray | None = None,
+    reported_mass: np.ndarray | None = None,
     **attrs: Any,
 ) -> xr.Dataset:
     """Build a validated LLM log from arrays.
@@ -105,6 +108,7 @@ def make_log(
         "embedding": embedding,
         "topk_ids": topk_ids,
         "topk_logprobs": topk_logprobs,
+        "reported_mass": reported_mass,
     }
     if context_counts is not None and position is None:
         optional["position"] = np.asarray(context_counts).sum(axis=1)
@@ -315,6 +319,13 @@ def validate_log(ds: xr.Dataset, file: str) -> None:
             _first_bad(~np.isfinite(np.asarray(ds[name].values, dtype=np.float64)), file, name, "is not finite")
     if "topk_logprobs" in ds:
         _first_bad(np.asarray(ds["topk_logprobs"].values) > 1e-6, file, "topk_logprobs", "is a log probability above 0")
+    if "reported_mass" in ds:
+        mass = np.asarray(ds["reported_mass"].values)
+        if not np.issubdtype(mass.dtype, np.floating):
+            raise InputError(f"has dtype {mass.dtype}, expected float", file=file, field="reported_mass")
+        _first_bad(~np.isfinite(mass), file, "reported_mass", "is not finite")
+        _first_bad((mass < 0) | (mass > 1.0 + ROW_SUM_TOLERANCE), file, "reported_mass",
+                   f"is outside [0, 1] (tolerance {ROW_SUM_TOLERANCE:g})")  # fmt: skip
     if ("topk_ids" in ds) != ("topk_logprobs" in ds):
         raise InputError("topk_ids and topk_logprobs come together", file=file, field="topk_ids")
     if "position" in ds and "context_counts" in ds:

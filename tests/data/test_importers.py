@@ -214,7 +214,7 @@ TOP0 = ["choices", 0, "logprobs", "content", 0, "top_logprobs", 0]
         (_without([*TOP0, "token"]), "choices[0].logprobs.content[0].top_logprobs[0].token", "missing"),
         (_without([*TOP0, "logprob"]), "choices[0].logprobs.content[0].top_logprobs[0].logprob", "missing"),
         (_with([*TOP0, "logprob"], float("nan")), "choices[0].logprobs.content[0].top_logprobs[0].logprob", "finite"),
-        (_with([*TOP0, "logprob"], float("-inf")), "choices[0].logprobs.content[0].top_logprobs[0].logprob", "finite"),
+        (_with([*TOP0, "logprob"], float("inf")), "choices[0].logprobs.content[0].top_logprobs[0].logprob", "finite"),
         (_with([*TOP0, "logprob"], "-0.5"), "choices[0].logprobs.content[0].top_logprobs[0].logprob", "number"),
         (_with([*TOP0, "logprob"], 0.01), "choices[0].logprobs.content[0].top_logprobs[0].logprob", "above 0"),
         (_with([*TOP0, "logprob"], math.log(0.76)), "choices[0].logprobs.content[0].top_logprobs", "sum to 1.01"),
