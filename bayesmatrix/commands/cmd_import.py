@@ -1,4 +1,4 @@
-"""``bayesmatrix import``: turn an OpenAI or vLLM logprob JSONL file into an LLM log."""
+"""``bayesmatrix import``: turn an OpenAI, vLLM or llama.cpp logprob log into an LLM log."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import argparse
 
 DESCRIPTION = """\
 Read a JSONL file of OpenAI-compatible responses with logprobs (chat
-completions, legacy completions, or vLLM with prompt_logprobs), one response
-per line, optionally wrapped as {"request": ..., "response": ...}, and write an
-LLM log. By default each response gives one row: its first generated token.
-A column missing from a row's reported top-k gets 0 and its mass goes to
-<other> = 1 - sum(columns). Details: README.md, section Import.
+completions, legacy completions with or without echo=true, the Responses API,
+or vLLM with prompt_logprobs), one response per line, optionally wrapped as
+{"request": ..., "response": ...}, or a server-sent-event log of streamed chat
+completions or responses, and write an LLM log. By default each response gives
+one row: its first generated token. A column missing from a row's reported
+top-k gets 0 and its mass goes to <other> = 1 - sum(columns); each row's
+reported_mass says how much probability the server reported, and the summary
+line how much the top-k left unaccounted. Details: README.md, section Import.
 """
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("import", help="import OpenAI / vLLM logprob JSONL as an LLM log", description=DESCRIPTION)
-    p.add_argument("file", metavar="FILE.jsonl", help="one response per line")
-    p.add_argument("--format", choices=["auto", "openai-chat", "openai-completions", "vllm"], default="auto",
+    p.add_argument("file", metavar="FILE.jsonl", help="one response per line, or a server-sent-event log (data: lines)")
+    p.add_argument("--format", choices=["auto", "openai-chat", "openai-completions", "openai-responses", "vllm"],
+                   default="auto",
                    help="the responses' shape (default: auto, decided per line)")
     columns = p.add_mutually_exclusive_group()
     columns.add_argument("--columns", metavar="FILE",
@@ -25,7 +29,8 @@ def register(subparsers) -> None:
     columns.add_argument("--topk", type=int, metavar="K",
                          help="columns: the union of every row's K most probable tokens (default: all reported)")
     p.add_argument("--all-positions", action="store_true", help="every generated position is a row, not just the first")
-    p.add_argument("--prompt-positions", action="store_true", help="vLLM's prompt_logprobs become rows too")
+    p.add_argument("--prompt-positions", action="store_true",
+                   help="prompt positions (vLLM's prompt_logprobs, an echoed prompt) become rows too")
     p.add_argument("--out", required=True, metavar="LOG.nc", help="the log to write (netCDF)")
     p.set_defaults(run=_run)
 
@@ -49,4 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     written = write_log(log, args.out)
     print(f"wrote {written}: {log.sizes['row']} rows x {log.sizes['col']} columns")
+    mass = log["reported_mass"].values
+    print(f"reported mass: mean {mass.mean():.4f}, min {mass.min():.4f} (row {int(mass.argmin())}): the top-k left "
+          f"{1.0 - mass.mean():.4f} of the probability unaccounted on average, {1.0 - mass.min():.4f} at most; "
+          "it is in <other>")  # fmt: skip
     return 0
