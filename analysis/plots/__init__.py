@@ -5,7 +5,8 @@ Every function draws with matplotlib's Agg backend (no display needed). A
 its ``plot_*`` twin saves it as a PNG and returns the path. By topic:
 
 - :mod:`.runs`: the standard figures of a run directory (trace, rank, ELBO, posterior);
-- :mod:`.icl`: the instrumented LLM, its predictive against the fitted updaters, KL and entropy by position;
+- :mod:`.icl`: the instrumented LLM, its predictive against the fitted updaters, KL and entropy by position,
+  excess code length by step;
 - :mod:`.checks`: posterior predictive, LOO comparison, Bayesian consistency, the Dirichlet-mixture approximation;
 - :mod:`.embedding`: the embedding study's continuity plot;
 - :mod:`.framing`: the effective prior against the stated value, and TVD by number of observations;
@@ -28,9 +29,11 @@ from bayesmatrix.analysis.plots.embedding import plot_continuity
 from bayesmatrix.analysis.plots.framing import framing_figure, plot_framing
 from bayesmatrix.analysis.plots.icl import (
     INTERVAL_PROB,
+    excess_figure,
     fitted_predictive_figure,
     instrumented_figure,
     kl_entropy_figure,
+    plot_excess,
     plot_fitted_predictive,
     plot_instrumented,
     plot_kl_entropy,
@@ -50,6 +53,7 @@ __all__ = [
     "approximation_figure",
     "consistency_figure",
     "elbo_figure",
+    "excess_figure",
     "fitted_predictive_figure",
     "framing_figure",
     "global_site_names",
@@ -59,6 +63,7 @@ __all__ = [
     "plot_consistency",
     "plot_continuity",
     "plot_elbo",
+    "plot_excess",
     "plot_fitted_predictive",
     "plot_framing",
     "plot_instrumented",

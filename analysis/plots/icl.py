@@ -1,5 +1,5 @@
 """The pictures of an in-context learner: the instrumented LLM, its predictive against fitted updaters,
-KL from exact Bayes and entropy by position."""
+KL from exact Bayes and entropy by position, and excess code length by step."""
 
 from __future__ import annotations
 
@@ -189,3 +189,33 @@ def plot_kl_entropy(
 ) -> Path:
     """:func:`kl_entropy_figure` saved as a PNG at ``path``."""
     return save(kl_entropy_figure(positions, kl, kl_mcse, entropy, title=title), path)
+
+
+def excess_figure(steps: np.ndarray, curves: dict[str, np.ndarray], title: str = ""):
+    """Excess code length by step: KL(exact Bayes || LLM) in bits, the LLM's rows not renormalised.
+
+    ``curves[label]`` (3, steps) is the mean over posterior draws and the interval's low and high at
+    each step (:meth:`analysis.excess.ExcessCodeLength.by_step_summary`); a stated prior's curve has
+    low = high and is drawn dashed, without a band.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.2), layout="constrained")
+    for label, (mean, low, high) in curves.items():
+        stated = np.allclose(low, high)
+        (line,) = ax.plot(steps, mean, "o--" if stated else "o-", ms=3, label=readable(label))
+        if not stated:
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.axhline(0.0, color="0.6", linewidth=0.8)
+    ax.set_xlabel("in-context observations (step)")
+    ax.set_ylabel("excess [bits]")
+    ax.set_title(f"KL(exact Bayes || LLM) by step; bands: {INTERVAL_PROB:.0%} intervals over the posterior",
+                 fontsize=9)  # fmt: skip
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def plot_excess(steps: np.ndarray, curves: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
+    """:func:`excess_figure` saved as a PNG at ``path``."""
+    return save(excess_figure(steps, curves, title=title), path)

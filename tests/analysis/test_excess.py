@@ -185,3 +185,27 @@ def test_format_excess_says_why_a_stated_prior_is_missing():
     text = format_excess([], None, "the log's task states no prior")
     assert "not renormalised" in text and "stated prior: none: the log's task states no prior" in text
     assert "excess 0 bits/step" in format_excess([], stated_excess(ds, alpha=ALPHA))
+
+
+def test_the_report_says_and_draws_the_excess_of_each_reference(tmp_path):
+    import io
+
+    import matplotlib.image
+
+    from bayesmatrix.analysis.report import excess_html
+
+    counts, episode = episodes()
+    ds = icl_log(0.98 * bayes(ALPHA, counts), counts, episode, task={"alpha": ALPHA.tolist()})
+    rng = np.random.default_rng(1)
+    runs = [fake_run({"alpha": ALPHA * rng.gamma(50.0, 1 / 50.0, size=(2, 20, 1))}, {"alpha": ["col"]}),
+            fake_run({"m": rng.dirichlet(ALPHA, size=(2, 20))}, {"m": ["col"]}, "icl-none")]  # fmt: skip
+    figures = []
+    text = excess_html(ds, runs, "icl.nc", tmp_path / "excess.png", figures)
+    assert text.count("<li>") == 2 and "<li>icl (nuts): excess " in text and "stated alpha = (2, 1, 0.5)" in text
+    assert "<i>not</i> renormalised" in text and "0.020 bits per step" in text
+    [figure] = figures
+    image = matplotlib.image.imread(io.BytesIO(figure.png), format="png")
+    assert image.ndim == 3 and min(image.shape[:2]) > 100
+    with pytest.raises(InputError, match="3 positive numbers") as error:
+        excess_html(ds, runs, "icl.nc", tmp_path / "excess.png", [], stated_alpha=(1.0, 1.0))
+    assert error.value.field == "stated_alpha" and error.value.file is None
