@@ -1,44 +1,67 @@
-"""Import logprob logs of OpenAI-compatible servers (OpenAI, vLLM) as LLM logs.
+"""Import logprob logs of OpenAI-compatible servers (OpenAI, vLLM, llama.cpp) as LLM logs.
 
 Input: a JSONL file, one response per line, either the response body itself or
 a wrapper ``{"request": {...}, "response": {...}}`` (the OpenAI Batch output
-``{"response": {"body": {...}}}`` works too). Blank lines are skipped. Three
-shapes are read:
+``{"response": {"body": {...}}}`` works too), or a log of server-sent events
+(Streams, below). Blank lines are skipped. The shapes read:
 
 - ``openai-chat``: ``choices[i].logprobs.content[t]`` holds the generated
   ``token``, its ``logprob`` and ``top_logprobs``, a list of
   ``{"token", "logprob", "bytes"}``;
 - ``openai-completions`` (legacy): ``choices[i].logprobs`` holds ``tokens``,
   ``token_logprobs``, ``text_offset`` and ``top_logprobs``, a list of
-  ``{token: logprob}`` dicts; echoed prompts (``echo=true``, whose entries
-  are ``null``) are not supported;
-- ``vllm``: either shape plus ``prompt_logprobs`` (top level for chat, per
-  choice for completions): one entry per prompt token, ``null`` for the first,
-  else ``{token_id: {"logprob", "rank", "decoded_token"}}``. vLLM puts the
-  prompt token itself first in each entry, followed by the top-k.
+  ``{token: logprob}`` dicts. An echoed completion (``echo=true``) lists the
+  prompt's tokens first, the first with null logprobs; the tokens after them
+  are the generated ones, ``usage.completion_tokens`` of them (summed over the
+  choices), so an echoed line needs ``usage`` and one prompt (n choices of it);
+  this holds whether or not the server lists a BOS token (llama-cpp-python
+  leaves it out of ``tokens`` but counts it in ``usage.prompt_tokens``);
+- ``openai-responses``: the Responses API (``object: "response"``): the
+  ``output_text`` parts of the ``output`` messages hold ``logprobs``, a list of
+  positions shaped like chat's, one sequence over the parts;
+- ``vllm``: either completions shape plus ``prompt_logprobs`` (top level for
+  chat, per choice for completions): one entry per prompt token, ``null`` for
+  the first, else ``{token_id: {"logprob", "rank", "decoded_token"}}``. vLLM
+  puts the prompt token itself first in each entry, followed by the top-k
+  (k + 1 entries, or k when the prompt token is among the top-k: keyed by id,
+  it is counted once).
 
 ``auto`` decides per line: ``vllm`` when a ``prompt_logprobs`` field is
-present, otherwise by the shape of ``logprobs``. A forced format rejects a line
+present, otherwise by the shape of the response. A forced format rejects a line
 of another shape (and ``vllm`` rejects a file that mixes the chat and the
 completions shapes).
+
+Streams
+-------
+A file whose first line starts with ``data:`` (or ``event:``, ``:``) holds
+server-sent events. ``data: {chunk}`` lines of ``chat.completion.chunk``
+objects with one ``id`` are one response: each choice's
+``logprobs.content`` lists are concatenated over the chunks (the first
+chunk's empty list, ``logprobs: null`` in the last and usage-only chunks with
+empty ``choices`` add nothing). ``data: [DONE]``, comments and ``event:``,
+``id:``, ``retry:`` lines are skipped. A Responses API stream is read from its
+``response.completed`` event, which holds the whole response. A stream
+carries no request.
 
 Rows
 ----
 By default one row per choice (one per line for the usual ``n = 1``): the
 distribution of its FIRST generated token. ``all_positions`` makes every
-generated position a row. ``prompt_positions`` adds a row for each vLLM prompt
-position after the first, placed before the line's generated rows.
+generated position a row. ``prompt_positions`` adds a row for each prompt
+position after the first (vLLM's ``prompt_logprobs`` or an echoed prompt),
+placed before the line's generated rows.
 
 Prompts
 -------
 The prompt of a generated row is the request's prompt (when the line carries
 the request) followed by the generated text before that position (the
 concatenated ``token`` strings). A completions request's ``prompt`` is used as
-is; chat ``messages`` are rendered one per line as ``role: content``, followed
-by ``assistant: ``. Without a request the prompt is just the generated prefix.
-The prompt of a vLLM prompt-position row is the text of the prompt tokens
-before it as vLLM decoded them; the first prompt token (whose entry is null)
-is unknown and left out.
+is; chat ``messages`` (and the Responses API's ``instructions`` and ``input``)
+are rendered one per line as ``role: content``, followed by ``assistant: ``.
+Without a request the prompt is the echoed prompt, if any, then the generated
+prefix. The prompt of a prompt-position row is the text of the prompt tokens
+before it as the server decoded them; without an echo the first prompt token
+(whose entry is null) is unknown and left out.
 
 Columns and mass
 ----------------
@@ -47,24 +70,28 @@ the union of every row's K most probable reported tokens (all reported tokens
 when ``topk`` is None), ordered by total probability over the rows (largest
 first), then by text. Within a row, a column's probability is ``exp(logprob)``
 when the token is among that row's reported ``top_logprobs`` (the sum, when
-two reported tokens have the same text), and 0 otherwise. A column that is not
+two reported tokens have the same text), and 0 otherwise; a logprob of -9999
+(OpenAI's and vLLM's floor) or -inf is probability 0. A column that is not
 reported in a row has an unknown true mass, at most the smallest reported
 probability of that row: it goes to ``"<other>"``, together with all mass
 outside the reported top-k, so ``<other> = 1 - sum(columns)``. A token whose
 text is ``"<other>"`` is never a column. When a row's reported probabilities
 sum above 1 by less than 1e-3 (rounding), they are divided by their sum; a
-larger excess is an error.
+larger excess is an error. The variable ``reported_mass`` (row) is that sum,
+what the server reported before anything was folded into ``<other>``.
 
 APIs return token strings, not ids: ``col_token_id`` is -1 for every column,
-and ``topk_ids``/``topk_logprobs`` are not stored. The log keeps ``probs`` and
-``prompt``, and the attributes ``source_file`` (base name), ``source_sha256``,
-``format`` and ``model`` (the responses' ``model`` fields; several are joined
-with ",", none gives "unknown").
+and ``topk_ids``/``topk_logprobs`` are not stored. The log keeps ``probs``,
+``prompt`` and ``reported_mass``, and the attributes ``source_file`` (base
+name), ``source_sha256``, ``format`` and ``model`` (the responses' ``model``
+fields; several are joined with ",", none gives "unknown").
 
 Errors are :class:`bayesmatrix.data.errors.InputError` naming the file, the field and the
-line (1-based, as ``row``): malformed JSON, missing fields, non-finite or
-positive log-probabilities, an empty file, no rows, a line in another format
-than the forced one.
+line (1-based, as ``row``): malformed JSON, missing fields, NaN or positive
+log-probabilities, an empty file, no rows, a line in another format than the
+forced one. :func:`prompt_position_logprobs` and :func:`prompt_tokens_of` read
+the prompt positions of one response body, for a client that asks a server
+itself.
 """
 
 from __future__ import annotations

@@ -66,6 +66,8 @@ READER_FILES = {
     "labels.txt": (FIXTURES / "columns.txt").read_text(),
     "responses.jsonl": (FIXTURES / "openai_chat.jsonl").read_text(),
     "vllm.jsonl": (FIXTURES / "vllm_completions.jsonl").read_text(),
+    "echoed.jsonl": (FIXTURES / "echo_completions.jsonl").read_text(),
+    "chat-stream.sse": (FIXTURES / "chat_stream.sse").read_text(),
 }
 
 
