@@ -7,7 +7,9 @@ a wrapper ``{"request": {...}, "response": {...}}`` (the OpenAI Batch output
 
 - ``openai-chat``: ``choices[i].logprobs.content[t]`` holds the generated
   ``token``, its ``logprob`` and ``top_logprobs``, a list of
-  ``{"token", "logprob", "bytes"}``;
+  ``{"token", "logprob", "bytes"}`` (llama.cpp's ``/v1/completions`` answers in
+  this shape too; its post-sampling ``top_probs`` are the sampler's, not the
+  model's, and are refused);
 - ``openai-completions`` (legacy): ``choices[i].logprobs`` holds ``tokens``,
   ``token_logprobs``, ``text_offset`` and ``top_logprobs``, a list of
   ``{token: logprob}`` dicts. An echoed completion (``echo=true``) lists the
@@ -35,7 +37,8 @@ Streams
 -------
 A file whose first line starts with ``data:`` (or ``event:``, ``:``) holds
 server-sent events. ``data: {chunk}`` lines of ``chat.completion.chunk``
-objects with one ``id`` are one response: each choice's
+objects (or llama.cpp's ``text_completion`` chunks, whose logprobs are
+chat-shaped; streamed legacy completions are refused) with one ``id`` are one response: each choice's
 ``logprobs.content`` lists are concatenated over the chunks (the first
 chunk's empty list, ``logprobs: null`` in the last and usage-only chunks with
 empty ``choices`` add nothing). ``data: [DONE]``, comments and ``event:``,
@@ -287,6 +290,10 @@ class _Reader:
 
     def chat_pairs(self, entry: Any, where: str) -> list[tuple[str, float]]:
         """The reported (token, logprob) pairs of a chat or Responses API position ``entry``."""
+        if isinstance(entry, dict) and "top_probs" in entry and "top_logprobs" not in entry:
+            raise self.error(f"{where}.top_probs", "holds llama.cpp's post-sampling probabilities (the sampler's "
+                                                   "after top-k/top-p, not the model's); request them without "
+                                                   "post_sampling_probs")  # fmt: skip
         top = self.field_of(entry, "top_logprobs", list, f"{where}.top_logprobs")
         pairs = []
         for k, candidate in enumerate(top):
@@ -641,7 +648,8 @@ def _stream_lines(file: str, lines: list[tuple[int, str]]) -> list[_Line]:
             if event == "response.completed":  # the whole response, logprobs included
                 responses.append((number, _Line(file, number, chunk)))
             continue
-        if chunk.get("object") != "chat.completion.chunk":
+        # chat chunks, and llama.cpp's completions chunks, whose logprobs are chat-shaped
+        if chunk.get("object") not in ("chat.completion.chunk", "text_completion"):
             raise reader.error("object", f"is {json.dumps(chunk.get('object'))}; streams are read as "
                                          "chat.completion.chunk lines or Responses API events")  # fmt: skip
         stream = streams.setdefault(json.dumps(chunk.get("id")), {"line": number, "model": None, "choices": {}})
@@ -660,6 +668,10 @@ def _stream_lines(file: str, lines: list[tuple[int, str]]) -> list[_Line]:
             if not isinstance(logprobs, dict):
                 raise reader.error(f"choices[{k}].logprobs", f"is a {type(logprobs).__name__}, expected an object")
             content = logprobs.get("content")  # [] in the first chunk, null beside a refusal
+            if content is None and "top_logprobs" in logprobs:
+                raise reader.error(f"choices[{k}].logprobs", "is a legacy completions chunk (tokens, top_logprobs): "
+                                                             "streamed legacy completions are not read; log the "
+                                                             "responses unstreamed")  # fmt: skip
             if content is None:
                 continue
             if not isinstance(content, list):

@@ -17,11 +17,13 @@ from tests.data.test_readers_hypothesis import EXTREME_TEXT, JSON_VALUES, assert
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 JSONL = [
     line
-    for name in ("echo_completions.jsonl", "vllm_prompt_logprobs.jsonl", "openai_responses.jsonl")
+    for name in ("echo_completions.jsonl", "vllm_prompt_logprobs.jsonl", "openai_responses.jsonl",
+                 "llama_cpp_completions.jsonl")
     for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines()
     if line.strip()
 ]
-STREAMS = [(FIXTURES / name).read_text(encoding="utf-8") for name in ("chat_stream.sse", "responses_stream.sse")]
+STREAMS = [(FIXTURES / name).read_text(encoding="utf-8") for name in ("chat_stream.sse", "responses_stream.sse",
+                                                                        "llama_cpp_stream.sse")]
 
 
 @st.composite

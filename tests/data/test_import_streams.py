@@ -104,7 +104,7 @@ def set_at(path, value):
         (bad_chunk(set_at(["choices", 0, "logprobs", "content"], {"token": " T"})),
          "choices[0].logprobs.content", "expected a list"),
         (bad_chunk(set_at(["choices", 0, "index"], -1)), "choices[0].index", "whole number"),
-        (bad_chunk(set_at(["object"], "text_completion")), "object", "chat.completion.chunk"),
+        (bad_chunk(set_at(["object"], "chat.completion")), "object", "chat.completion.chunk"),
         (bad_chunk(lambda chunk: chunk.pop("choices")), "choices", "missing"),
         (stream_lines()[:16] + ['data: {"id": "chatcmpl-x", "choices": ['] + stream_lines()[17:], None,
          "malformed JSON"),
@@ -152,3 +152,42 @@ def test_the_cli_imports_a_stream_and_refuses_a_bad_one_with_exit_2(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "line 17 (1-based)" in err and "Traceback" not in err
     assert not (tmp_path / "bad.nc").exists()
+
+
+# --- llama.cpp's server ----------------------------------------------------------
+
+
+LLAMA_CPP = FIXTURES / "llama_cpp_completions.jsonl"
+LLAMA_CPP_STREAM = FIXTURES / "llama_cpp_stream.sse"
+
+
+def test_llama_cpp_completions_carry_chat_shaped_logprobs():
+    ds = import_jsonl(LLAMA_CPP, all_positions=True)
+    assert prompts(ds) == ["Coin flips: T, H, T,", "Coin flips: T, H, T, H"]
+    assert ds.attrs["format"] == "openai-chat" and ds.attrs["model"] == "smollm2"
+    np.testing.assert_allclose(ds["probs"].sel(col=[" H", " T", " h", OTHER]).values[0], [0.5, 0.45, 0.01, 0.04],
+                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(ds["reported_mass"].values, [0.96, 0.985], rtol=1e-12)
+
+
+def test_a_llama_cpp_stream_of_text_completion_chunks():
+    ds = import_jsonl(LLAMA_CPP_STREAM, all_positions=True)
+    assert prompts(ds) == ["", " T"]
+    np.testing.assert_allclose(ds["reported_mass"].values, [0.96, 0.985], rtol=1e-12)
+
+
+def test_post_sampling_probabilities_and_legacy_stream_chunks_are_refused(tmp_path):
+    record = json.loads(LLAMA_CPP.read_text(encoding="utf-8"))
+    entry = record["response"]["choices"][0]["logprobs"]["content"][0]
+    entry["prob"], entry["top_probs"] = 0.5, [{"id": 389, "token": " H", "bytes": [], "prob": 0.5}]
+    del entry["logprob"], entry["top_logprobs"]
+    with pytest.raises(InputError, match="post-sampling") as error:
+        import_jsonl(write(tmp_path, json.dumps(record) + "\n", name="post.jsonl"))
+    assert (error.value.field, error.value.row) == ("response.choices[0].logprobs.content[0].top_probs", 1)
+    legacy = {"id": "cmpl-1", "object": "text_completion", "model": "m",
+              "choices": [{"index": 0, "text": " H", "logprobs": {"tokens": [" H"], "token_logprobs": [-0.7],
+                                                                  "top_logprobs": [{" H": -0.7}],
+                                                                  "text_offset": [0]}}]}  # fmt: skip
+    with pytest.raises(InputError, match="streamed legacy completions") as error:
+        import_jsonl(write(tmp_path, f"data: {json.dumps(legacy)}\n\ndata: [DONE]\n"))
+    assert (error.value.field, error.value.row) == ("choices[0].logprobs", 1)
