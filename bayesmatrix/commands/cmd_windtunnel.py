@@ -9,7 +9,8 @@ The Bayesian wind tunnel (README.md, "Wind tunnel"). `train` fits a small transf
 fresh sequences from a world whose posterior predictive is known in closed
 form (dirichlet: pi ~ Dirichlet(2, 1, 0.5); mixture: 0.6 Dirichlet(4, 2, 1) +
 0.4 Dirichlet(0.5, 0.5, 3); tokens A, B, C after <bos>). `eval` scores a
-trained folder: KL(exact || model) in bits at every position, on held-out
+trained folder: KL(exact || model) in bits at every position, strict (the model's
+category probabilities not renormalised) and renormalised, on held-out
 sequences. The shipped models are named windtunnel:dirichlet, windtunnel:mixture, ...
 """
 
@@ -39,6 +40,9 @@ def register(subparsers) -> None:
     train.add_argument("--lr", dest="learning_rate", type=float, default=3e-3, help="peak learning rate")
     train.add_argument("--warmup-steps", type=int, help="linear warm-up (default 5%% of --steps)")
     train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--outside-penalty", type=float, default=0.0, metavar="LAMBDA",
+                       help="add LAMBDA x -log(mass on the category tokens) to the loss, so the model learns to put "
+                       "next to nothing on <bos>, <pad> and <unk> (the strict score charges that mass)")
     train.add_argument("--eval-every", type=int, default=100, help="steps between learning-curve evaluations")
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
     train.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -47,10 +51,13 @@ def register(subparsers) -> None:
 
     score = actions.add_parser(
         "eval",
-        help="score a trained folder: KL from the exact posterior predictive by position",
-        description="KL(exact posterior predictive || model) in bits at every position, the model's "
-        "predictive restricted to the category tokens and renormalised; the mass outside them is "
-        "reported too. Held-out sequences come from a stream no training batch is drawn from.",
+        help="score a trained folder: strict KL from the exact posterior predictive by position",
+        description="The strict KL in bits at every position and its mean over positions 1..K: "
+        "sum_c q_c log2(q_c / p_c), q the exact posterior predictive and p_c the model's probabilities of the "
+        "category tokens as they are (mass on <bos>, <pad> or <unk> counts against it). Beside it the KL with p "
+        "renormalised over the categories, and the mass outside them. --length beyond the training K scores "
+        "positions never trained (up to GPT-2's learned positions; a rotary Llama has no limit). Held-out "
+        "sequences come from a stream no training batch is drawn from.",
     )
     score.add_argument("model", metavar="MODEL",
                        help="a trained wind-tunnel folder, or a shipped one by name: windtunnel:dirichlet, ...")
@@ -78,6 +85,7 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
+        outside_penalty=args.outside_penalty,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
     )
@@ -90,7 +98,8 @@ def _train(args) -> int:
         print(f"{args.out}: resumed at step {result.resumed_from}, finished {options.steps} steps")
     print(
         f"{args.out}: {result.record['parameters']} parameters, {result.record['train_seconds']:.0f} s training; "
-        f"held-out mean KL {final['kl_bits']:.3e} bits (learning curve in learning_curve.csv)"
+        f"held-out mean KL {final['strict_kl_bits']:.3e} bits strict, {final['kl_bits']:.3e} renormalised "
+        "(learning curve in learning_curve.csv)"
     )
     return 0
 
@@ -103,6 +112,7 @@ _TRAIN_FLAGS = {
     "learning_rate": "--lr",
     "warmup_steps": "--warmup-steps",
     "weight_decay": "--weight-decay",
+    "outside_penalty": "--outside-penalty",
     "eval_every": "--eval-every",
     "checkpoint_every": "--checkpoint-every",
 }

@@ -173,24 +173,38 @@ def category_ids(world: World) -> list[int]:
 
 
 @torch.no_grad()
+def model_category_probs(model, world: World, tokens: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    """The model's probabilities of the category tokens at positions 1..L, as they are (not renormalised).
+
+    (sequences, L, categories), float64, the softmax over the whole vocabulary
+    read at the category columns: a row sums to one minus the mass the model
+    puts on ``<bos>``, ``<pad>`` and ``<unk>``.
+    """
+    inputs = input_ids(tokens, world)
+    columns = category_ids(world)
+    probs = []
+    for start in range(0, inputs.shape[0], batch_size):
+        logits = model(input_ids=inputs[start : start + batch_size]).logits.double()
+        probs.append(torch.softmax(logits, dim=-1)[..., columns].numpy())
+    return np.concatenate(probs)
+
+
+def renormalised(category_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(predictive, outside)``: the category probabilities renormalised, and the mass outside them."""
+    mass = category_probs.sum(axis=-1)
+    return category_probs / mass[..., None], 1.0 - mass
+
+
 def model_predictive(model, world: World, tokens: np.ndarray, batch_size: int = 250) -> tuple[np.ndarray, np.ndarray]:
     """The model's predictive at positions 1..L of each sequence.
 
     Returns ``(predictive, outside)``: ``predictive`` (sequences, L, categories)
     is the model's next-token distribution restricted to the category tokens and
     renormalised; ``outside`` (sequences, L) is the mass it puts on other tokens
-    (``<bos>``, ``<pad>``, ``<unk>``) before renormalising.
+    (``<bos>``, ``<pad>``, ``<unk>``) before renormalising. The probabilities as
+    they are: :func:`model_category_probs`.
     """
-    inputs = input_ids(tokens, world)
-    columns = category_ids(world)
-    predictive, outside = [], []
-    for start in range(0, inputs.shape[0], batch_size):
-        logits = model(input_ids=inputs[start : start + batch_size]).logits.double()
-        log_probs = torch.log_softmax(logits, dim=-1)[..., columns]
-        log_mass = torch.logsumexp(log_probs, dim=-1, keepdim=True)
-        predictive.append(torch.exp(log_probs - log_mass).numpy())
-        outside.append((-torch.expm1(log_mass[..., 0])).numpy())
-    return np.concatenate(predictive), np.concatenate(outside)
+    return renormalised(model_category_probs(model, world, tokens, batch_size))
 
 
 def shipped_model(name: str) -> Path:

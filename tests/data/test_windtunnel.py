@@ -1,5 +1,6 @@
 """The Bayesian wind tunnel: exact predictives, tokenisation, sliding windows, training, resume, scoring."""
 
+import dataclasses
 import importlib.resources
 import json
 import signal
@@ -246,9 +247,74 @@ def test_evaluation_scores_by_position_and_writes_json_and_csv(tiny, tmp_path):
     assert written["mean_kl_bits"] == pytest.approx(evaluation.mean_kl_bits)
     assert len(written["positions"]) == 12
     csv_lines = write_evaluation(evaluation, tmp_path / "curve.csv").read_text().splitlines()
-    assert csv_lines[0] == "position,kl_bits,kl_bits_se,outside_mass" and len(csv_lines) == 13
+    header = "position,strict_kl_bits,strict_kl_bits_se,kl_bits,kl_bits_se,outside_mass"
+    assert csv_lines[0] == header and len(csv_lines) == 13
     with pytest.raises(InputError, match=".json or .csv"):
         write_evaluation(evaluation, tmp_path / "curve.txt")
+
+
+def test_strict_kl_against_brute_force(tiny):
+    """The strict score, one prefix at a time through the tokenizer and a plain loop over categories."""
+    _, result = tiny
+    sequences, length, seed = 4, 10, 11  # 10 > K = 8: two positions beyond training
+    evaluation = evaluate(result.path, sequences=sequences, length=length, seed=seed)
+    loaded = load(result.path)
+    world = loaded.world
+    tokens = world.sample(held_out_rng(seed), sequences, length).tokens
+    vocab = loaded.tokenizer.get_vocab()
+    strict, renormalised, outside = np.zeros((3, sequences, length))
+    for s in range(sequences):
+        for k in range(length):
+            text = " ".join(["<bos>", *(world.categories[t] for t in tokens[s, :k])])
+            ids = torch.tensor([loaded.tokenizer(text)["input_ids"]])
+            with torch.no_grad():
+                probs = torch.softmax(loaded.model(input_ids=ids).logits[0, -1].double(), dim=-1).numpy()
+            alpha = np.asarray(world.alphas[0])
+            counts = np.bincount(tokens[s, :k], minlength=3)
+            exact = (alpha + counts) / (alpha.sum() + k)
+            p = [probs[vocab[c]] for c in world.categories]
+            mass = sum(p)
+            strict[s, k] = sum(q * np.log2(q / p_c) for q, p_c in zip(exact, p))
+            renormalised[s, k] = sum(q * np.log2(q / (p_c / mass)) for q, p_c in zip(exact, p))
+            outside[s, k] = 1 - mass
+    # One prefix at a time in float32 differs from the batched pass in the last digits of the logits only.
+    np.testing.assert_allclose(evaluation.strict_kl_bits, strict.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(evaluation.kl_bits, renormalised.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(evaluation.outside_mass, outside.mean(axis=0), rtol=1e-4)
+    # The two scores differ by exactly -log2(category mass), which charges mass outside the categories.
+    np.testing.assert_allclose(strict, renormalised - np.log2(1 - outside), rtol=1e-9)
+    assert np.all(outside > 0) and np.all(evaluation.strict_kl_bits > evaluation.kl_bits)
+    per_sequence = strict[:, :8].mean(axis=1)
+    assert evaluation.mean_strict_kl_bits_trained == pytest.approx(per_sequence.mean(), rel=1e-4)
+    assert evaluation.mean_strict_kl_bits_trained_se == pytest.approx(per_sequence.std(ddof=1) / 2, rel=1e-3)
+    assert evaluation.mean_strict_kl_bits_beyond == pytest.approx(strict[:, 8:].mean(), rel=1e-4)
+
+
+def test_outside_penalty_moves_mass_onto_the_categories(tiny, tmp_path):
+    options, result = tiny
+    penalised = dataclasses.replace(options, outside_penalty=30.0)
+    trained = train(penalised, tmp_path, progress=False)
+    assert trained.record["options"]["outside_penalty"] == 30.0
+    assert "--outside-penalty 30.0" in train_command(penalised, tmp_path)
+    # Same data, same steps, same initial weights: only the loss differs.
+    # (Fifty steps are too few for the renormalised KL to catch up: the penalty slows the start.)
+    assert trained.curve[-1]["outside_mass"] < result.curve[-1]["outside_mass"] / 3
+    charged = [row["strict_kl_bits"] - row["kl_bits"] for row in (trained.curve[-1], result.curve[-1])]
+    assert 0 < charged[0] < charged[1] / 3
+    with pytest.raises(InputError, match="zero or more"):
+        dataclasses.replace(options, outside_penalty=-1.0)
+
+
+def test_a_record_from_before_an_option_existed_reads_as_its_default(tiny, tmp_path):
+    options, result = tiny
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "learning_curve.csv"):
+        (tmp_path / name).write_bytes((result.path / name).read_bytes())
+    record = json.loads((result.path / "training.json").read_text())
+    del record["options"]["outside_penalty"]
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    assert train(options, tmp_path, progress=False).resumed_from == options.steps
+    with pytest.raises(InputError, match="outside_penalty"):
+        train(dataclasses.replace(options, outside_penalty=1.0), tmp_path, progress=False)
 
 
 @pytest.mark.slow
@@ -302,7 +368,8 @@ def test_cli_eval_prints_the_curve(tiny, tmp_path, capsys):
     _, result = tiny
     assert main(["windtunnel", "eval", str(result.path), "--sequences", "50", "--out", str(tmp_path / "e.csv")]) == 0
     out = capsys.readouterr().out
-    assert "mean KL over positions 1..8" in out and "outside the category tokens" in out
+    assert "strict mean KL over positions 1..8" in out and "renormalised over the categories" in out
+    assert "outside the category tokens" in out and "no position limit" in out
     assert (tmp_path / "e.csv").is_file()
 
 
