@@ -53,9 +53,9 @@ def _run(args: argparse.Namespace) -> int:
         progress=True,
     )
     written = write_log(log, args.out)
-    print(f"wrote {written}: {log.sizes['row']} rows x {log.sizes['col']} columns")
     mass = log["reported_mass"].values
     print(f"reported mass: mean {mass.mean():.4f}, min {mass.min():.4f} (row {int(mass.argmin())}): the top-k left "
           f"{1.0 - mass.mean():.4f} of the probability unaccounted on average, {1.0 - mass.min():.4f} at most; "
           "it is in <other>")  # fmt: skip
+    print(f"wrote {written}: {log.sizes['row']} rows x {log.sizes['col']} columns")
     return 0
