@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-docs bench clean
+.PHONY: demo test test-fast test-docs test-server llama-server bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,35 @@ demo: $(STAMP)
 # process); CI runs it after `make test`, which leaves it out to stay within its time.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m tests.suite -m "not docs"
+	$(BIN)/python -m tests.suite -m "not docs and not server"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m tests.suite -m "not slow"
 
 test-docs: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m docs tests/cli/test_readme.py
+
+# The tests that log through a real llama.cpp server (tests/data/test_server_llama.py, marked server)
+# need llama-cpp-python[server], built here from source: about 10 CPU minutes (24 min on two shared,
+# loaded cores), too long for make test. Its wheel is kept in .cache/wheels, which make clean leaves,
+# so a rebuilt environment reuses it. CI runs make test-server after make test.
+LLAMA_VENV := .cache/llama-server
+LLAMA_STAMP := $(LLAMA_VENV)/.installed
+LLAMA_VERSION := 0.3.36
+
+$(LLAMA_STAMP):
+	$(PYTHON) -m venv $(LLAMA_VENV)
+	@if ! ls .cache/wheels/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	  CMAKE_BUILD_PARALLEL_LEVEL=2 $(LLAMA_VENV)/bin/pip wheel -q --no-deps -w .cache/wheels llama-cpp-python==$(LLAMA_VERSION); \
+	fi
+	$(LLAMA_VENV)/bin/pip install -q --find-links .cache/wheels 'llama-cpp-python[server]==$(LLAMA_VERSION)'
+	touch $(LLAMA_STAMP)
+
+llama-server: $(LLAMA_STAMP)
+
+test-server: $(STAMP) $(LLAMA_STAMP)
+	$(BIN)/python -m pytest -q -ra -m server tests/data/test_server_llama.py
 
 # Every benchmark once (tens of minutes on 2 cores); PyMC and PyStan, the peers of
 # benchmarks/peers.py, come from the optional `bench` extra, installed here only.

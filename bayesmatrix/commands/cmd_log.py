@@ -14,6 +14,11 @@ and windtunnel-dirichlet and windtunnel-mixture for a wind-tunnel model) with
 --episodes, --length, --seed; K+1 rows per episode, read from one forward pass
 (categories of several tokens and chat templates included).
 
+Through a server: --server URL logs the same prompts and tasks from an
+OpenAI-compatible completions server (vLLM, llama.cpp; README.md, "Logging
+through a server"), --model naming the model it serves; one request per
+episode, --concurrency at a time, retried on 429/5xx and timeouts.
+
 Progress is checkpointed in OUT.partial/; rerun the same command after a crash to
 resume (--restart discards it).
 """
@@ -75,6 +80,24 @@ def register(subparsers) -> None:
         help="save progress every N episodes or prompts, rounded up to whole batches",
     )
     p.add_argument("--restart", action="store_true", help="discard an unfinished run's OUT.partial/ and start over")
+    server = p.add_argument_group("through a server (OpenAI-compatible completions: vLLM, llama.cpp)")
+    server.add_argument("--server", metavar="URL",
+                        help="log through the server at URL (http://host:port, with or without /v1); --model is the "
+                        "name it serves the model under")
+    server.add_argument("--server-api", dest="api", choices=["echo", "prompt_logprobs"], default="echo",
+                        help="how prompt positions are scored: echo with logprobs (llama.cpp, vLLM) or vLLM's "
+                        "prompt_logprobs")
+    server.add_argument("--server-topk", dest="top_logprobs", type=int, default=5, metavar="K",
+                        help="alternatives the server reports per position (logprobs or prompt_logprobs K); a category "
+                        "it leaves out is scored by a request of its own")
+    server.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight")
+    server.add_argument("--api-key-env", metavar="VAR", default="OPENAI_API_KEY",
+                        help="the environment variable holding the API key (none sent when it is unset)")
+    server.add_argument("--server-retries", dest="retries", type=int, default=5, metavar="N",
+                        help="further tries of a request after a 429, a 5xx, a timeout or a broken answer, with "
+                        "exponential backoff")
+    server.add_argument("--server-timeout", dest="timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="seconds one request may take")
     p.set_defaults(run=_run)
 
 
@@ -82,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
     from bayesmatrix.commands.parsing import parse_floats, parse_labels
     from bayesmatrix.data.llm import UnfinishedRunError, run_log
 
+    if args.server is not None:
+        return _run_server(args)
     try:
         out = run_log(
             args.out,
@@ -103,6 +128,46 @@ def _run(args: argparse.Namespace) -> int:
             topk_store=args.topk_store,
             dtype=args.dtype,
             device=args.device,
+            checkpoint_every=args.checkpoint_every,
+            restart=args.restart,
+        )
+    except UnfinishedRunError as error:
+        raise UnfinishedRunError(error.file, error.changed, way_out="delete it or pass --restart") from None
+    print(f"wrote {out}")
+    return 0
+
+
+_LOCAL_ONLY = {"samples": 0, "embeddings": False, "topk_store": 0, "topk": None, "batch_size": 8,
+               "dtype": "float32", "device": "cpu"}
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    import os
+
+    from bayesmatrix.commands.parsing import parse_floats, parse_labels
+    from bayesmatrix.data.errors import InputError
+    from bayesmatrix.data.llm import UnfinishedRunError
+    from bayesmatrix.data.llm.server import Server, run_server_log
+
+    for dest, default in _LOCAL_ONLY.items():
+        if getattr(args, dest) != default:
+            raise InputError("applies to local logging only, not through --server", field=dest)
+    server = Server(args.server, args.model, api_key=os.environ.get(args.api_key_env) or None, api=args.api,
+                    top_logprobs=args.top_logprobs, concurrency=args.concurrency, timeout=args.timeout,
+                    retries=args.retries)
+    try:
+        out = run_server_log(
+            args.out,
+            server,
+            prompts=args.prompts,
+            columns=args.columns,
+            task=args.task,
+            labels=None if args.labels is None else parse_labels(args.labels),
+            alpha=None if args.alpha is None else parse_floats(args.alpha, "alpha"),
+            framing=None if args.framing is None else _parse_framing(args.framing),
+            episodes=args.episodes,
+            length=args.length,
+            seed=args.seed,
             checkpoint_every=args.checkpoint_every,
             restart=args.restart,
         )

@@ -1,0 +1,521 @@
+"""Logging through an OpenAI-compatible completions server (vLLM, llama.cpp): ICL episodes and prompts over HTTP.
+
+The same episodes and prompts as the local logger (:mod:`bayesmatrix.data.llm.drivers`),
+read from a model that runs elsewhere. The server tokenizes, so each episode is
+sent as its rendered TEXT and the reads are found among the returned prompt
+tokens by their text offsets; one request per episode scores every prompt
+position at once (README.md, "Logging through a server"):
+
+- :data:`ECHO`: the legacy completions request with ``echo`` and ``logprobs``
+  (llama.cpp, OpenAI's legacy models, vLLM);
+- :data:`PROMPT_LOGPROBS`: vLLM's ``prompt_logprobs`` request field.
+
+A category's probability at a read is the product of the probabilities of the
+tokens that spell it there (its continuation after the prefix). For the
+category the episode shows next they are the episode's own prompt tokens; for
+another one, its single token when the server reported it among the read's
+top ``top_logprobs``, and otherwise a request of its own (the prefix followed
+by the category, echoed). Nothing the server did not report is set to 0; each
+row's ``reported_mass`` is the probability the server reported at the read.
+
+Requests run ``concurrency`` at a time; 429s, 5xx answers, timeouts, dropped
+connections, malformed or truncated bodies are retried with exponential
+backoff, then end the run with one :class:`~bayesmatrix.data.errors.InputError`.
+Finished chunks are checkpointed as in local logging
+(:mod:`bayesmatrix.data.llm.checkpoint`): a killed run resumes and writes the
+same log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.client
+import json
+import math
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import xarray as xr
+
+from bayesmatrix.data.columns import read_columns
+from bayesmatrix.data.errors import InputError, checked_seed
+from bayesmatrix.data.importers import prompt_position_logprobs, prompt_tokens_of
+from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
+from bayesmatrix.data.llm.drivers import read_prompts
+from bayesmatrix.data.llmlog import OTHER, make_log, write_log
+from bayesmatrix.data.tasks import Task, draw_episode, get_task
+
+ECHO = "echo"
+"""Prompt logprobs from a legacy completions request with ``echo: true`` and ``logprobs: K``."""
+PROMPT_LOGPROBS = "prompt_logprobs"
+"""Prompt logprobs from vLLM's ``prompt_logprobs: K`` request field."""
+APIS = (ECHO, PROMPT_LOGPROBS)
+# The categories' probabilities may sum a little above 1 from the server's rounding of logprobs.
+SUM_TOLERANCE = 1e-3
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_MAX_BACKOFF = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """Where and how to ask: an OpenAI-compatible server and the request settings (checked on creation).
+
+    ``url`` is the server's base (``http://host:8000``, with or without ``/v1``)
+    or its completions endpoint; ``model`` the name the server knows the model
+    by; ``api_key`` goes out as a bearer token. ``top_logprobs`` is the K of
+    each request (the number of alternatives reported per position);
+    ``retries`` the further tries of a failed request, ``backoff`` the first
+    wait in seconds (doubled each time), ``timeout`` the seconds one request may take.
+    """
+
+    url: str
+    model: str
+    api_key: str | None = None
+    api: str = ECHO
+    top_logprobs: int = 5
+    concurrency: int = 4
+    timeout: float = 120.0
+    retries: int = 5
+    backoff: float = 0.5
+
+    def __post_init__(self):
+        if not self.url.startswith(("http://", "https://")):
+            raise InputError(f"{self.url!r} is not an http:// or https:// URL", field="server")
+        if not self.model.strip():
+            raise InputError("is empty: name the model the server serves", field="model")
+        if self.api not in APIS:
+            raise InputError(f"{self.api!r} is not one of {', '.join(APIS)}", field="api")
+        for name, minimum in (("top_logprobs", 1), ("concurrency", 1), ("retries", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InputError(f"must be a whole number of at least {minimum}, not {value!r}", field=name)
+        for name in ("timeout", "backoff"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0) or (name == "timeout" and value == 0):
+                raise InputError(f"must be a positive number of seconds, not {value!r}", field=name)
+
+    @property
+    def endpoint(self) -> str:
+        """The completions endpoint the requests go to."""
+        base = self.url.rstrip("/")
+        if base.endswith("/completions"):
+            return base
+        return base + ("/completions" if base.endswith("/v1") else "/v1/completions")
+
+
+class PromptToken(NamedTuple):
+    """One prompt token as the server reported it."""
+
+    text: str
+    offset: int
+    """Where the token starts in the prompt text."""
+    logprob: float | None
+    """log P(this token | the tokens before it); None for the first token."""
+    top: dict[str, float] | None
+    """The reported alternatives at this position, token text -> logprob; None for the first token."""
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+class _Client:
+    """Completions requests with retries, and the continuation requests an episode needs (cached)."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
+        self._lock = threading.Lock()
+
+    def prompt_tokens(self, prompt: str, row: int = 0) -> list[PromptToken]:
+        """The prompt's tokens with their logprobs and reported alternatives, from one request."""
+        body: dict[str, Any] = {"model": self.server.model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0}
+        if self.server.api == ECHO:
+            body.update(echo=True, logprobs=self.server.top_logprobs)
+        else:
+            body.update(prompt_logprobs=self.server.top_logprobs)
+        return _prompt_positions(self.post(body), prompt, self.server.endpoint, row)
+
+    def continuation(self, prefix: str, continuation: str, row: int = 0) -> tuple[float, dict[str, float]]:
+        """log P(continuation | prefix) (the summed logprobs of its tokens in ``prefix + continuation``) and the
+        alternatives reported at its first token (the distribution after ``prefix``)."""
+        key = (prefix, continuation)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        tokens = self.prompt_tokens(prefix + continuation, row)
+        span = _tokens_between(tokens, len(prefix), len(prefix) + len(continuation))
+        if span is None or span[0] == 0:
+            raise InputError(f"the server tokenizes {continuation!r} after {prefix[-40:]!r} across the boundary "
+                             "between them, so the continuation's probability cannot be read", field="task",
+                             row=row)  # fmt: skip
+        value = (float(sum(tokens[t].logprob for t in range(*span))), tokens[span[0]].top or {})
+        with self._lock:
+            self._cache[key] = value
+        return value
+
+    def post(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST ``body`` as JSON; retry what a retry may cure, then one :class:`InputError`."""
+        server = self.server
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if server.api_key:
+            headers["Authorization"] = f"Bearer {server.api_key}"
+        reason = ""
+        for attempt in range(server.retries + 1):
+            if attempt:
+                time.sleep(min(_MAX_BACKOFF, server.backoff * 2 ** (attempt - 1)))
+            request = urllib.request.Request(server.endpoint, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=server.timeout) as answer:
+                    raw = answer.read()
+            except urllib.error.HTTPError as error:
+                detail = _error_detail(error)
+                if error.code not in _RETRY_STATUS:
+                    raise InputError(f"{server.endpoint} refused the request: HTTP {error.code}{detail}",
+                                     field="server") from None  # fmt: skip
+                reason = f"HTTP {error.code}{detail}"
+                continue
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError,
+                    socket.timeout) as error:  # fmt: skip
+                reason = _network_reason(error)
+                continue
+            try:
+                response = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                reason = f"a body that is not JSON ({len(raw)} bytes: {raw[:60]!r})"
+                continue
+            if isinstance(response, dict):
+                return response
+            reason = f"a JSON {type(response).__name__}, not an object"
+        tries = server.retries + 1
+        raise InputError(f"{server.endpoint} gave no usable answer in {tries} {'try' if tries == 1 else 'tries'}; "
+                         f"the last: {reason}", field="server")  # fmt: skip
+
+
+def _error_detail(error: urllib.error.HTTPError) -> str:
+    """The server's own words from an error answer (its ``error.message`` or the body's start)."""
+    try:
+        raw = error.read()
+    except Exception:  # the body of an error answer is a courtesy; its absence changes nothing
+        return ""
+    try:
+        message = json.loads(raw)["error"]
+        message = message.get("message", message) if isinstance(message, dict) else message
+    except Exception:  # not the OpenAI error shape: show the body's start
+        message = raw[:200].decode("utf-8", errors="replace")
+    message = " ".join(str(message).split())[:200]
+    return f" ({message})" if message else ""
+
+
+def _network_reason(error: Exception) -> str:
+    inner = getattr(error, "reason", None)
+    if isinstance(inner, (TimeoutError, socket.timeout)) or isinstance(error, (TimeoutError, socket.timeout)):
+        return "timed out"
+    if isinstance(error, http.client.IncompleteRead):
+        return f"a truncated body ({len(error.partial)} bytes, {error.expected} more expected)"
+    what = inner if inner is not None else error
+    return f"{type(what).__name__}: {what}" if str(what) else type(what).__name__
+
+
+def _prompt_positions(response: Mapping[str, Any], prompt: str, file: str, row: int) -> list[PromptToken]:
+    """The prompt tokens of a completions response (echoed, or vLLM's ``prompt_logprobs``), placed in ``prompt``.
+
+    Read with the importer's parsers (:mod:`bayesmatrix.data.importers`), one reading of a response for both.
+    """
+    _check_echo_alignment(response, prompt, file, row)
+    tops = prompt_position_logprobs(dict(response), file=file, row=row)
+    texts = prompt_tokens_of(dict(response), prompt=prompt, file=file, row=row)
+    if "".join(texts) != prompt and texts and "".join(texts[1:]) == prompt:
+        texts[0] = ""  # a BOS token the server decodes as text ("<s>") is no part of the prompt
+    if "".join(texts) != prompt:
+        raise InputError(f"the prompt tokens the server returned spell {''.join(texts)[:60]!r}..., not the prompt "
+                         f"sent ({prompt[:60]!r}...)", file=file, field="choices[0].logprobs.tokens", row=row)
+    offsets = np.cumsum([0] + [len(text) for text in texts[:-1]]).tolist()
+    return [PromptToken(text, int(offset), None if top is None else top.get(text), top)
+            for text, offset, top in zip(texts, offsets, tops)]
+
+
+def _check_echo_alignment(response: Mapping[str, Any], prompt: str, file: str, row: int) -> None:
+    """Refuse an echo whose entries sit one position late: it lists the prompt's tokens but not the generated one.
+
+    llama-cpp-python's server (0.3) answers so for a model that adds no BOS token (SmolLM2's GGUF): it pairs
+    each prompt token with the distribution AFTER it, and the generated token falls off the end.
+    """
+    try:
+        offsets = response["choices"][0]["logprobs"]["text_offset"]
+        generated = response["usage"]["completion_tokens"]
+    except (KeyError, IndexError, TypeError):
+        return  # not an echo with usage: the parser names what is missing
+    if isinstance(generated, int) and generated > 0 and offsets and isinstance(offsets[-1], int) and \
+            offsets[-1] < len(prompt):  # fmt: skip
+        raise InputError("echoes the prompt's tokens but not the generated one, as llama-cpp-python's server does "
+                         "for a model that adds no BOS token, whose entries are then one position late (the "
+                         "distribution after each token, not before it); serve the model with a BOS token "
+                         "(python -m llama_cpp.server ... --kv_overrides tokenizer.ggml.add_bos_token=bool:true)",
+                         file=file, field="choices[0].logprobs", row=row)  # fmt: skip
+
+
+def _tokens_between(tokens: Sequence[PromptToken], start: int, end: int) -> tuple[int, int] | None:
+    """(first, stop) token indices exactly covering text[start:end], or None if no tokens begin and end there."""
+    first = next((t for t, token in enumerate(tokens) if token.offset == start), None)
+    if first is None:
+        return None
+    stop = first
+    while stop < len(tokens) and tokens[stop].offset < end:
+        stop += 1
+    covered_end = tokens[stop - 1].offset + len(tokens[stop - 1].text)
+    if stop == first or covered_end != end or any(tokens[t].logprob is None for t in range(first, stop)):
+        return None
+    return first, stop
+
+
+# ----------------------------------------------------------------------------- ICL tasks
+
+
+def server_log_task(
+    server: Server,
+    task: Task,
+    episodes: int,
+    length: int,
+    seed: int = 0,
+    *,
+    checkpoint: Checkpoint | None = None,
+    progress: bool = False,
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Log ``episodes`` ICL episodes of ``task`` through ``server``: the log :func:`~bayesmatrix.data.llm.log_task` writes.
+
+    The same episodes (``draw_episode(task, length, seed, e)``), rows, prompts
+    and ``context_counts``; column ``i`` is category ``i`` as the observation
+    format writes it (``" H"``), then ``<other>``, every ``col_token_id`` -1
+    (the server speaks text). ``reported_mass`` is each row's reported top-k mass.
+    """
+    _check_task(task)
+    _check_counts(episodes, length)
+    client = _Client(server)
+    levels = task.framings()
+    n_categories = len(task.categories)
+    before = task.observation.split("{}")[0]
+
+    def episode_rows(e: int) -> dict[str, np.ndarray]:
+        observations = list(draw_episode(task, length, seed, e))
+        level = levels[e % len(levels)]
+        text, spans = level.render(observations + [0])  # read K sits before a probe of category 0
+        tokens = client.prompt_tokens(text, e)
+        probs = np.zeros((length + 1, n_categories + 1))
+        reported = np.zeros(length + 1)
+        prompts = []
+        for k, (span, observed) in enumerate(zip(spans, observations + [0])):
+            first, stop = _observation_tokens(tokens, span, text, k, task)
+            prefix = text[: tokens[first].offset]
+            top = tokens[first].top or {}
+            reported[k] = float(np.sum(np.exp(list(top.values())))) if top else 0.0
+            for c, symbol in enumerate(task.categories):
+                if c == observed:
+                    logprob = sum(tokens[t].logprob for t in range(first, stop))
+                else:
+                    continuation = text[tokens[first].offset : span.symbol_start] + symbol
+                    logprob = top[continuation] if continuation in top else client.continuation(
+                        prefix, continuation, e)[0]
+                probs[k, c] = math.exp(logprob)
+            probs[k] = _with_other(probs[k, :n_categories], e * (length + 1) + k)
+            prompts.append(prefix)
+        context = np.zeros((length + 1, n_categories + 1), dtype=np.int64)
+        context[1:] = np.cumsum(np.eye(n_categories + 1, dtype=np.int64)[observations], axis=0)
+        rows = {"probs": probs, "reported_mass": reported, "context_counts": context,
+                "episode": np.full(length + 1, e, dtype=np.int64), "prompt": np.asarray(prompts, dtype=str)}
+        if task.framing:
+            rows["framing"] = np.full(length + 1, e % len(levels), dtype=np.int64)
+        return rows
+
+    rows = _run_parallel(server, episode_rows, episodes, checkpoint, "episodes", progress, "episode")
+    return make_log(
+        rows.pop("probs"),
+        [before + symbol for symbol in task.categories] + [OTHER],
+        model=server.model,
+        task={**task.to_json(), "length": length, "episodes": episodes},
+        prompt=[str(prompt) for prompt in rows.pop("prompt")],
+        **rows,
+        **_server_attrs(server, seed, mode="task"),
+        category_rule="product",
+        framing_levels=json.dumps([dict(level.values) for level in levels]) if task.framing else None,
+        **(attrs or {}),
+    )
+
+
+def _check_task(task: Task) -> None:
+    if task.chat:
+        raise InputError(f"task {task.name!r} renders through the model's chat template, which a completions "
+                         "server does not apply to a prompt; log it locally", field="task")  # fmt: skip
+    symbols = task.categories
+    for a in symbols:
+        for b in symbols:
+            if a != b and b.startswith(a):
+                raise InputError(f"task {task.name!r}: category {a!r} is a prefix of {b!r}, so their continuations "
+                                 "overlap; log it locally (which extends them by the text after)", field="task")
+
+
+def _check_counts(episodes: int, length: int) -> None:
+    for name, value, minimum in (("episodes", episodes, 1), ("length", length, 0)):
+        if value < minimum:
+            raise InputError(f"must be at least {minimum}, not {value}", field=name)
+
+
+def _observation_tokens(tokens, span, text: str, k: int, task: Task) -> tuple[int, int]:
+    """The tokens spelling observation ``k``: starting within its piece, ending with its symbol."""
+    start = next((t for t, token in enumerate(tokens) if token.offset + len(token.text) > span.symbol_start), None)
+    located = None if start is None else _tokens_between(tokens, tokens[start].offset, span.symbol_end)
+    if located is None or located[0] == 0 or not span.piece_start <= tokens[located[0]].offset <= span.symbol_start:
+        pieces = [token.text for token in tokens if token.offset < span.symbol_end and
+                  token.offset + len(token.text) > span.symbol_start]  # fmt: skip
+        raise InputError(f"task {task.name!r}: the server tokenizes observation {k} of {text[:80]!r}... as "
+                         f"{pieces!r}, not as tokens of its own, so it cannot be read there", field="task")
+    return located
+
+
+def _with_other(category_probs: np.ndarray, row: int) -> np.ndarray:
+    total = float(category_probs.sum())
+    if total > 1 + SUM_TOLERANCE:
+        raise InputError(f"the server's category probabilities sum to {total:.6g}, more than 1", field="server",
+                         row=row)
+    if total > 1:
+        category_probs = category_probs / total
+        total = 1.0
+    return np.append(category_probs, 1.0 - total)
+
+
+def _run_parallel(server: Server, one: Callable[[int], dict[str, np.ndarray]], n_units: int,
+                  checkpoint: Checkpoint | None, phase: str, progress: bool, unit: str) -> dict[str, np.ndarray]:
+    """``one(unit)`` for every unit, ``server.concurrency`` at a time, checkpointed chunk by chunk."""
+    with ThreadPoolExecutor(max_workers=server.concurrency) as pool:
+
+        def compute(start: int, stop: int, advance: Callable[[int], None]) -> dict[str, np.ndarray]:
+            futures = [pool.submit(one, unit_index) for unit_index in range(start, stop)]
+            parts = []
+            try:
+                for future in futures:
+                    parts.append(future.result())
+                    advance(1)
+            finally:
+                for future in futures:
+                    future.cancel()
+            return _stack(parts)
+
+        return _run_chunks(compute, n_units, 1, checkpoint, phase, progress, unit)
+
+
+def _server_attrs(server: Server, seed: int, mode: str) -> dict[str, Any]:
+    return {"mode": mode, "seed": seed, "server": server.endpoint, "server_api": server.api,
+            "top_logprobs": server.top_logprobs}
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def server_log_prompts(
+    server: Server,
+    prompts: Sequence[str],
+    columns: Sequence[str],
+    *,
+    checkpoint: Checkpoint | None = None,
+    progress: bool = False,
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Log the distribution of the text after each prompt over ``columns``, one row per prompt, through ``server``.
+
+    A column's probability is its continuation's (reported at the prompt's end,
+    or a request of its own); the last column is ``<other>``.
+    """
+    if not prompts:
+        raise InputError("no prompts", field="prompt")
+    client = _Client(server)
+
+    def prompt_row(r: int) -> dict[str, np.ndarray]:
+        if not prompts[r]:
+            raise InputError("is empty", field="prompt", row=r)
+        # the distribution after the prompt is reported at the first token of any continuation: the first column's
+        first, top = client.continuation(prompts[r], columns[0], r)
+        logprobs = [first] + [top[c] if c in top else client.continuation(prompts[r], c, r)[0] for c in columns[1:]]
+        mass = float(np.sum(np.exp(list(top.values())))) if top else 0.0
+        return {"probs": _with_other(np.exp(logprobs), r)[None], "reported_mass": np.asarray([mass])}
+
+    rows = _run_parallel(server, prompt_row, len(prompts), checkpoint, "prompts", progress, "prompt")
+    return make_log(rows["probs"], list(columns) + [OTHER], model=server.model, prompt=list(prompts),
+                    reported_mass=rows["reported_mass"], **_server_attrs(server, 0, mode="prompts"), **(attrs or {}))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run_server_log(
+    out: os.PathLike | str,
+    server: Server,
+    *,
+    prompts: os.PathLike | str | None = None,
+    columns: os.PathLike | str | None = None,
+    task: str | None = None,
+    labels: Sequence[str] | None = None,
+    alpha: Sequence[float] | None = None,
+    framing: Mapping[str, Sequence[str]] | None = None,
+    episodes: int = 64,
+    length: int = 16,
+    seed: int = 0,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    restart: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Check the inputs, log through ``server`` with checkpoints and write ``out`` atomically (``bayesmatrix log``).
+
+    The arguments are those of :func:`~bayesmatrix.data.llm.run_log` (prompts
+    mode takes a column file). The manifest of ``out.partial/`` holds the model
+    name, the API and ``top_logprobs`` but not the URL, so a run resumes against
+    a restarted server at another address; ``concurrency`` does not change the log.
+    """
+    out = Path(out)
+    if (task is None) == (prompts is None):
+        raise InputError("give either task (an ICL task) or prompts (a prompt file)", field="task")
+    checked_seed(seed)
+    if checkpoint_every < 1:
+        raise InputError(f"must be at least 1, not {checkpoint_every}", field="checkpoint_every")
+    manifest: dict[str, Any] = {"server_model": server.model, "server_api": server.api,
+                                "top_logprobs": server.top_logprobs, "seed": seed,
+                                "checkpoint_every": checkpoint_every}
+    if task is not None:
+        if columns is not None:
+            raise InputError("columns belong to prompts mode, not to a task", field="columns")
+        the_task = get_task(task, labels, alpha)
+        if framing:
+            the_task = the_task.with_framing(framing)
+        _check_task(the_task)
+        _check_counts(episodes, length)
+        manifest.update(task=the_task.to_json(), episodes=episodes, length=length)
+    else:
+        if labels is not None or alpha is not None or framing:
+            raise InputError("labels, alpha and framing belong to task mode, not to prompts", field="labels")
+        if columns is None:
+            raise InputError("prompts mode through a server needs columns (a column file)", field="columns")
+        prompt_list = read_prompts(prompts)
+        column_list = [c for _, c in read_columns(columns)]
+        manifest.update(prompts_sha256=hashlib.sha256(json.dumps(prompt_list).encode()).hexdigest(),
+                        columns=column_list)
+    checkpoint = Checkpoint(Path(f"{out}{PARTIAL_SUFFIX}"), manifest, checkpoint_every)
+    if restart:
+        checkpoint.remove()
+    checkpoint.check()
+    checkpoint.open()
+    if task is not None:
+        ds = server_log_task(server, the_task, episodes, length, seed, checkpoint=checkpoint, progress=progress)
+    else:
+        ds = server_log_prompts(server, prompt_list, column_list, checkpoint=checkpoint, progress=progress)
+    write_log(ds, out)
+    checkpoint.remove()
+    return out
