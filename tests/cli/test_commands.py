@@ -117,6 +117,14 @@ def a_comparison(out: Path, completed: Completed) -> None:
     assert completed.stdout.strip().splitlines()[-1].startswith(f"wrote {out}")
 
 
+def a_subsampled_comparison(out: Path, completed: Completed) -> None:
+    import pandas as pd
+
+    table = pd.read_csv(out, index_col=0)
+    assert len(table) == 2 and (table["subsampling_se"] > 0).all()  # 20 of the 30 rows: an estimate, with its error
+    assert "LOO estimated on 20 of 30 rows" in completed.stdout
+
+
 def an_html_report(out: Path, completed: Completed) -> None:
     text = out.read_text()
     assert text.startswith("<!DOCTYPE html>")
@@ -140,6 +148,7 @@ def a_trained_folder(out: Path, completed: Completed) -> None:
 def an_evaluation(out: Path, completed: Completed) -> None:
     evaluation = json.loads(out.read_text())
     assert evaluation["sequences"] == 50 and len(evaluation["positions"]) == 8
+    assert evaluation["mean_strict_kl_bits_trained"] > evaluation["mean_kl_bits_trained"] > 0  # the headline
 
 
 def a_demo_folder(out: Path, completed: Completed) -> None:
@@ -229,6 +238,8 @@ TABLE = [
         "run-matrix-svi", a_run("svi")),
     Row("diagnose", ("diagnose",), ("{fit_nuts}",), "{fit_nuts}", all_checks_passed),
     Row("compare", ("compare",), ("{fit_nuts}", "{fit_svi}", "--out", "{out}"), "compare.csv", a_comparison),
+    Row("compare_subsample", ("compare",), ("{fit_nuts}", "{fit_svi}", "--data", "{sim_matrix}", "--subsample", "20",
+                                           "--out", "{out}"), "compare-subsample.csv", a_subsampled_comparison),
     Row("report", ("report",), ("{fit_nuts}", "{fit_svi}", "--log", "{sim_matrix}", "--out", "{out}"),
         "report.html", an_html_report),
     # a log alone, its top-k token ids decoded by the tokenizer --model names (only the tokenizer is loaded)
@@ -236,7 +247,7 @@ TABLE = [
         "report-tokens.html", a_report_with_tokens),
     Row("windtunnel_train", ("windtunnel", "train"),
         ("--world", "dirichlet", "--steps", "20", "--length", "8", "--batch-size", "32", "--eval-every", "10",
-         "--checkpoint-every", "10", "--quiet", "--out", "{out}"),
+         "--checkpoint-every", "10", "--outside-penalty", "10", "--quiet", "--out", "{out}"),
         "windtunnel-trained", a_trained_folder),
     Row("windtunnel_eval", ("windtunnel", "eval"), ("{windtunnel_train}", "--sequences", "50", "--out", "{out}"),
         "evaluation.json", an_evaluation),
