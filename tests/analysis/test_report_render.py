@@ -177,8 +177,8 @@ def test_report_renders_in_chromium(tmp_path):
     report = build_report([run], tmp_path / "report.html", [log], num_draws=30).path
     seen = render_check(report, tmp_path)
     assert seen["broken"] == [] and seen["problems"] == [], seen
-    # the run's trace, rank and posterior; the log's instrumented LLM, predictive, KL and entropy, and PPC
-    assert seen["images"] == 3 + 4
+    # the run's trace, rank and posterior; the log's instrumented LLM, predictive, KL and entropy, excess, and PPC
+    assert seen["images"] == 3 + 5
     assert all(width > 100 for width in seen["widths"])
     assert_not_blank(screenshot(report, tmp_path))
 
