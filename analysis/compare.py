@@ -44,6 +44,24 @@ def loo_of(datatree):
         return azs.loo(datatree, pointwise=True)
 
 
+def arviz_compare(loos: dict):
+    """``arviz_stats.compare`` of ``loos`` as this project reads it on either ArviZ: unrounded numbers, best
+    first, ``elpd_diff`` the best run's elpd minus this run's (0 or more, 0.8's sign).
+
+    arviz-stats 1.x rounds its table by default and gives ``elpd_diff`` as this run minus the best
+    (0 or less); 0.8 has no ``round_to`` and gives the other sign.
+    """
+    import inspect
+
+    import arviz_stats as azs
+
+    if "round_to" not in inspect.signature(azs.compare).parameters:
+        return azs.compare(loos)
+    table = azs.compare(loos, round_to="none")
+    table["elpd_diff"] = -table["elpd_diff"]
+    return table
+
+
 def compare_datatrees(datatrees: dict[str, Any], progress: bool = False) -> Comparison:
     """Compare DataTrees by PSIS-LOO; keys are the names shown in the table. ``progress``: a bar over the LOO of each."""
     import sys
@@ -69,7 +87,7 @@ def compare_datatrees(datatrees: dict[str, Any], progress: bool = False) -> Comp
         # pandas 3.1 deprecates an argument arviz_stats 0.8 still passes.
         warnings.filterwarnings("ignore", message=".*inplace keyword.*")
         warnings.simplefilter("ignore", UserWarning)
-        table = azs.compare(loos)
+        table = arviz_compare(loos)
     table["bad_pareto_k"] = [bad[name] for name in table.index]
     methods = {name: str(tree.attrs["method"]) for name, tree in datatrees.items() if "method" in tree.attrs}
     descriptions = {name: description for name, tree in datatrees.items()

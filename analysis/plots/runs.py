@@ -80,7 +80,9 @@ def _chain_legend(collection, fig) -> None:
         if key in aes and "mapping" in aes[key].dataset and tuple(aes[key].dataset["mapping"].dims) == ("chain",):
             values = aes[key].dataset["mapping"].values
             if len(values) > 1:
-                handles = [Line2D([], [], **{"color": "0.3", prop: str(value)}) for value in values]
+                # arviz-plots 0.8 maps chains to colour names, 1.x to RGB tuples
+                handles = [Line2D([], [], **{"color": "0.3", prop: value if isinstance(value, tuple) else str(value)})
+                           for value in values]
                 fig.legend(handles, [f"chain {c}" for c in range(len(values))], loc="outside right lower", fontsize=8)
             return
 
