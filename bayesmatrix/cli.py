@@ -16,6 +16,9 @@ from bayesmatrix.data.errors import InputError
 TRACEBACK_VARIABLE = "BAYESMATRIX_TRACEBACK"
 """Set (to anything) to see the traceback of an internal error instead of its one line."""
 
+LLM_EXTRA = ("torch", "transformers", "tokenizers", "gguf", "accelerate")
+"""The packages of the ``llm`` extra (pyproject.toml), which only the commands that run an LLM need."""
+
 # Order of the subcommands in --help; a module not listed here comes last.
 ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "sbc", "embedding", "windtunnel", "corpus", "demo"]
 
@@ -134,6 +137,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "bayesmatrix") -> int:
         sys.stderr.write(f"{prog} {args.command}: error: out of memory; try smaller settings\n")
         return 1
     except Exception as error:  # a bug of ours: one line, and where to send it
+        if isinstance(error, ModuleNotFoundError) and (error.name or "").split(".")[0] in LLM_EXTRA:
+            # not a bug: `pip install bayesmatrix` leaves torch out (README.md, Install)
+            sys.stderr.write(f"{prog} {args.command} needs the llm extra: pip install 'bayesmatrix[llm]'\n")
+            return 2
         if os.environ.get(TRACEBACK_VARIABLE):
             raise
         reason = " ".join(str(error).split())[:300]

@@ -1,6 +1,6 @@
 """The whole test suite as ``make test`` runs it: each test folder in a fresh pytest process, two lanes at once.
 
-    python -m tests.suite [PYTEST_ARGS ...]      e.g. -m "not slow"
+    python -m tests.suite [--stack2 PYTHON] [PYTEST_ARGS ...]      e.g. -m "not slow"
 
 Why not one pytest process: a single process that compiles every XLA program of
 the suite has crashed inside XLA's CPU compiler (a segmentation fault late in
@@ -10,10 +10,18 @@ machines this runs on have two cores and most tests use one. Each folder's
 output is printed whole when it finishes; the last line counts every folder's
 tests (``N passed, N failed, N skipped``), and the exit status is 0 only when
 every folder passed and at least one test ran.
+
+``--stack2 PYTHON`` (``make test``) runs the second supported stack too, that
+interpreter's environment (Python 3.12, ArviZ 1.x, no torch): each lane, once its
+own folders are done, takes the next of that stack's folders, with the quick tests
+that need no torch (:data:`STACK2_MARKS`; ``make test-stack2`` runs them all). The
+versions of both stacks are printed first.
 """
 
 from __future__ import annotations
 
+import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +40,12 @@ LANES = (
 )
 NO_TESTS_COLLECTED = 5
 
+# The second stack's folders, the slowest first; its selection within make test's time on two cores.
+STACK2_FOLDERS = ("tests/inference", "tests/cli", "tests/analysis", "tests/models", "tests/data",
+                  "tests/test_architecture.py", "tests/workflows")
+STACK2_MARKS = "not slow and not docs and not server and not llm"
+VERSIONS = ("arviz-base", "arviz-stats", "arviz-plots", "xarray", "matplotlib", "numpy", "jax", "numpyro", "torch")
+
 
 class Outcome(NamedTuple):
     """One folder's pytest run."""
@@ -42,6 +56,7 @@ class Outcome(NamedTuple):
     failed: int
     skipped: int
     seconds: float
+    deselected: int = 0
 
 
 def counts(junit_xml: Path) -> tuple[int, int, int]:
@@ -58,25 +73,51 @@ def counts(junit_xml: Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
-def run_folder(target: str, pytest_args: Sequence[str], workdir: Path, lock: threading.Lock) -> Outcome:
-    report = workdir / (target.replace("/", "_") + ".xml")
-    command = [sys.executable, "-m", "pytest", "-q", "-ra", f"--junitxml={report}", *pytest_args, target]
+def versions(python: str) -> str:
+    """One line: an interpreter's Python and the versions of the packages that make a stack."""
+    code = ("import sys\nfrom importlib import metadata\nfound = []\n"
+            f"for name in {VERSIONS!r}:\n"
+            "    try:\n        found.append(f'{name} {metadata.version(name)}')\n"
+            "    except metadata.PackageNotFoundError:\n        found.append(f'{name} absent')\n"
+            "print(f'Python {sys.version.split()[0]}: ' + ', '.join(found))")
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"suite: {python} does not run: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def run_folder(target: str, pytest_args: Sequence[str], workdir: Path, lock: threading.Lock,
+               python: str = sys.executable, label: str = "") -> Outcome:
+    report = workdir / ((label + target).replace("/", "_").replace(" ", "_") + ".xml")
+    command = [python, "-m", "pytest", "-q", "-ra", f"--junitxml={report}", *pytest_args, target]
     started = time.monotonic()
     with lock:
-        print(f"suite: {target} started", flush=True)
+        print(f"suite: {label}{target} started", flush=True)
     done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.monotonic() - started
     passed, failed, skipped = counts(report)
     if done.returncode not in (0, NO_TESTS_COLLECTED) and failed == 0:
         failed = 1  # the process died (a crash, a timeout) before it could report a failure
+    # pytest's closing line counts what -m deselected; the JUnit report does not
+    closing = done.stdout.rstrip().splitlines()[-1:] or [""]
+    deselected = int(match.group(1)) if (match := re.search(r"(\d+) deselected", closing[0])) else 0
     with lock:
-        print(f"\n===== {target} ({seconds:.0f} s, exit {done.returncode}) =====", flush=True)
+        print(f"\n===== {label}{target} ({seconds:.0f} s, exit {done.returncode}) =====", flush=True)
         print(done.stdout.rstrip(), flush=True)
-    return Outcome(target, done.returncode, passed, failed, skipped, seconds)
+    return Outcome(label + target, done.returncode, passed, failed, skipped, seconds, deselected)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     pytest_args = list(sys.argv[1:] if argv is None else argv)
+    stack2 = None
+    if pytest_args[:1] == ["--stack2"]:
+        stack2, pytest_args = pytest_args[1], pytest_args[2:]
+    print(f"suite: stack {versions(sys.executable)}", flush=True)
+    second = queue.Queue()
+    if stack2 is not None:
+        print(f"suite: stack 2 {versions(stack2)}; -m {STACK2_MARKS!r}", flush=True)
+        for target in STACK2_FOLDERS:
+            second.put(target)
     lock = threading.Lock()
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="suite-") as folder:
@@ -85,6 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         def lane(targets: Sequence[str]) -> None:
             for target in targets:
                 outcomes.append(run_folder(target, pytest_args, workdir, lock))
+            while True:
+                try:
+                    target = second.get_nowait()
+                except queue.Empty:
+                    return
+                outcomes.append(run_folder(target, ["-m", STACK2_MARKS], workdir, lock, python=stack2,
+                                           label="stack 2: "))
 
         threads = [threading.Thread(target=lane, args=(targets,)) for targets in LANES]
         for thread in threads:
@@ -92,10 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for thread in threads:
             thread.join()
 
-    print("\nsuite: folder                       passed  failed  skipped  seconds  exit")
+    print("\nsuite: folder                                 passed  failed  skipped  deselected  seconds  exit")
     for outcome in sorted(outcomes):
-        print(f"suite: {outcome.target:<28} {outcome.passed:>6}  {outcome.failed:>6}  {outcome.skipped:>7}  "
-              f"{outcome.seconds:>7.0f}  {outcome.status:>4}")
+        print(f"suite: {outcome.target:<38} {outcome.passed:>6}  {outcome.failed:>6}  {outcome.skipped:>7}  "
+              f"{outcome.deselected:>10}  {outcome.seconds:>7.0f}  {outcome.status:>4}")
     passed = sum(outcome.passed for outcome in outcomes)
     failed = sum(outcome.failed for outcome in outcomes)
     skipped = sum(outcome.skipped for outcome in outcomes)

@@ -169,3 +169,45 @@ def test_wheel_holds_one_top_level_package(tmp_path):
     for layer in LAYERS:
         assert f"bayesmatrix/{layer}/__init__.py" in names
     assert "bayesmatrix/data/shipped/smollm2_corpus.nc" in names
+
+
+# `pip install bayesmatrix` leaves the llm extra out (pyproject.toml, README.md "Install"): these
+# commands must run without it, and the others must say they need it.
+TORCH_FREE_COMMANDS = ("import", "simulate", "fit", "diagnose", "compare", "report", "sbc", "embedding", "corpus")
+LLM_EXTRA = ("torch", "transformers", "tokenizers", "gguf", "accelerate")
+# A finder first on sys.meta_path that refuses them, as a machine without them would (a None in
+# sys.modules would do it too, but SciPy takes any 'torch' key there for the real module).
+BLOCK_LLM_EXTRA = f"""import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {LLM_EXTRA!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Refuse())
+"""
+
+
+def test_torch_free_commands_import_no_llm_package():
+    """Everything the torch-free commands' modules import, at their top or inside ``run``, imports with the
+    extra refused (one interpreter for all: each import of JAX and ArviZ costs seconds)."""
+    ours = set()
+    for command in TORCH_FREE_COMMANDS:
+        path = ROOT / "bayesmatrix" / "commands" / f"cmd_{command}.py"
+        found = {module for module in imported_modules(path) if module.startswith("bayesmatrix")}
+        assert found, f"{path.name} imports nothing of ours: the check would check nothing"
+        ours |= found
+    code = BLOCK_LLM_EXTRA + "".join(f"import {module}\n" for module in sorted(ours)) + "print(' '.join(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert {name.split(".")[0] for name in done.stdout.split()}.isdisjoint(LLM_EXTRA)
+
+
+@pytest.mark.parametrize("argv", [
+    ["log", "--task", "coin", "--episodes", "1", "--length", "2", "--out", "log.nc"],
+    ["windtunnel", "eval", "windtunnel:dirichlet", "--sequences", "2", "--out", "eval.json"],
+])
+def test_a_command_that_needs_the_llm_extra_says_so(tmp_path, argv):
+    code = BLOCK_LLM_EXTRA + f"from bayesmatrix.cli import main\nsys.exit(main({argv!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == f"bayesmatrix {argv[0]} needs the llm extra: pip install 'bayesmatrix[llm]'\n"
+    assert list(tmp_path.iterdir()) == []

@@ -153,9 +153,9 @@ def test_argument_errors_are_one_line(capsys):
         (["fit", "{garbage}", "--model", "icl", "--out", "{out}"], ["garbage.nc"]),
         (["simulate", "icl", "--episodes", "2", "--length", "3", "--alpha", "1,1", "--decay", "1.5",
           "--out", "{out}"], ["--decay"]),
-        (["log", "--model", "{missing_model}", "--task", "coin", "--episodes", "1", "--out", "{out}"],
-         ["no-such-model-folder"]),
-        (["log", "--task", "no-such-task", "--out", "{out}"], ["no-such-task"]),
+        pytest.param(["log", "--model", "{missing_model}", "--task", "coin", "--episodes", "1", "--out", "{out}"],
+                     ["no-such-model-folder"], marks=pytest.mark.llm),
+        pytest.param(["log", "--task", "no-such-task", "--out", "{out}"], ["no-such-task"], marks=pytest.mark.llm),
     ],
 )
 def test_end_to_end_in_a_fresh_process(logs, argv, fragments, tmp_path):
@@ -179,8 +179,9 @@ SHIPPED_WORLD_MODEL = str(Path(__file__).resolve().parents[2] / "data" / "shippe
     "command",
     [
         ["simulate", "matrix", "--rows", "3", "--cols", "2"],
-        ["log", "--model", SHIPPED_WORLD_MODEL, "--task", "windtunnel-dirichlet", "--episodes", "1"],
-        ["windtunnel", "train", "--world", "dirichlet", "--steps", "2"],
+        pytest.param(["log", "--model", SHIPPED_WORLD_MODEL, "--task", "windtunnel-dirichlet", "--episodes", "1"],
+                     marks=pytest.mark.llm),
+        pytest.param(["windtunnel", "train", "--world", "dirichlet", "--steps", "2"], marks=pytest.mark.llm),
     ],
     ids=["simulate", "log", "windtunnel-train"],
 )

@@ -201,6 +201,7 @@ def an_sbc_report(out: Path, completed: Completed) -> None:
 
 
 slow = (pytest.mark.slow,)
+llm = (pytest.mark.llm,)  # runs an LLM, or reads what one logged: needs the llm extra
 
 # Tiny settings, taken from the tests that check each command in depth.
 TABLE = [
@@ -226,7 +227,7 @@ TABLE = [
     Row("log", ("log",),
         ("--model", str(SHIPPED_DIRICHLET), "--task", "windtunnel-dirichlet", "--episodes", "4", "--length", "8",
          "--samples", "3", "--embeddings", "--topk-store", "3", "--out", "{out}"),
-        "windtunnel.nc", a_log(4 * 9, "probs", "counts", "embedding", "topk_ids")),
+        "windtunnel.nc", a_log(4 * 9, "probs", "counts", "embedding", "topk_ids"), marks=llm),
     # 2 chains x 300 draws of the matrix model pass every check of diagnose (exit status 0).
     Row("fit_nuts", ("fit",),
         ("{sim_matrix}", "--model", "matrix", "--num-samples", "300", "--num-warmup", "200", "--num-chains", "2",
@@ -244,18 +245,18 @@ TABLE = [
         "report.html", an_html_report),
     # a log alone, its top-k token ids decoded by the tokenizer --model names (only the tokenizer is loaded)
     Row("report_tokens", ("report",), ("--log", "{log}", "--model", "windtunnel:dirichlet", "--out", "{out}"),
-        "report-tokens.html", a_report_with_tokens),
+        "report-tokens.html", a_report_with_tokens, marks=llm),
     Row("windtunnel_train", ("windtunnel", "train"),
         ("--world", "dirichlet", "--steps", "20", "--length", "8", "--batch-size", "32", "--eval-every", "10",
          "--checkpoint-every", "10", "--outside-penalty", "10", "--quiet", "--out", "{out}"),
-        "windtunnel-trained", a_trained_folder),
+        "windtunnel-trained", a_trained_folder, marks=llm),
     Row("windtunnel_eval", ("windtunnel", "eval"), ("{windtunnel_train}", "--sequences", "50", "--out", "{out}"),
-        "evaluation.json", an_evaluation),
+        "evaluation.json", an_evaluation, marks=llm),
     Row("corpus", ("corpus",), ("--out", "{out}", "--doc-prompts", "5", "--seed", "3"), "prompts.jsonl", a_corpus),
     Row("embedding", ("embedding",),
         ("{log}", "--out", "{out}", "--ranks", "1", "--columns", "0", "--features", "4", "--pairs", "50",
          "--num-samples", "10", "--max-steps", "100", "--quiet"),
-        "study", a_study),
+        "study", a_study, marks=llm),
     Row("embedding_shrink", ("embedding",), ("{sim_embedding}", "--shrink", "{out}", "--columns", "2"),
         "embedding-small.nc", a_log(60, "probs", "embedding")),
     Row("sbc", ("sbc",), ("matrix", "--replications", "2", "--num-warmup", "20"), "", an_sbc_report,

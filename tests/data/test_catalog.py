@@ -39,6 +39,7 @@ def test_unknown_names_list_the_known_ones(spec):
     assert caught.value.field == "model"
 
 
+@pytest.mark.llm  # bayesmatrix.data.llm, which loads torch
 def test_readers_take_names(elsewhere):
     from bayesmatrix.data.corpus import read_corpus
     from bayesmatrix.data.llm import read_prompts
@@ -50,6 +51,7 @@ def test_readers_take_names(elsewhere):
     assert "embedding" in ds and ds.sizes["row"] == len(prompts)
 
 
+@pytest.mark.llm  # bayesmatrix.data.llm, which loads torch
 def test_load_model_by_name_keeps_the_name(elsewhere):
     from bayesmatrix.data.llm import load_model
     from bayesmatrix.data.windtunnel import load

@@ -190,6 +190,7 @@ def test_unreadable_task_files(tmp_path):
     assert error.value.file == str(broken)
 
 
+@pytest.mark.llm  # bayesmatrix log, which needs the llm extra
 def test_bad_task_file_through_the_command_is_one_line_and_exit_2(tmp_path, capsys):
     from bayesmatrix.cli import main
 
