@@ -260,7 +260,8 @@ def _check_echo_alignment(response: Mapping[str, Any], prompt: str, file: str, r
         raise InputError("echoes the prompt's tokens but not the generated one, as llama-cpp-python's server does "
                          "for a model that adds no BOS token, whose entries are then one position late (the "
                          "distribution after each token, not before it); serve the model with a BOS token "
-                         "(python -m llama_cpp.server ... --kv_overrides tokenizer.ggml.add_bos_token=bool:true)",
+                         "(the server's kv override tokenizer.ggml.add_bos_token=bool:true; README.md, "
+                         "\"Logging through a server\")",
                          file=file, field="choices[0].logprobs", row=row)  # fmt: skip
 
 
@@ -432,8 +433,11 @@ def server_log_prompts(
 ) -> xr.Dataset:
     """Log the distribution of the text after each prompt over ``columns``, one row per prompt, through ``server``.
 
-    A column's probability is its continuation's (reported at the prompt's end,
-    or a request of its own); the last column is ``<other>``.
+    The distribution after a prompt is reported at the first token of any text
+    that follows it: one request scores the prompt followed by the first column,
+    and another column is read from that position's reported alternatives when
+    the server listed it as one token, else from a request of its own. The last
+    column is ``<other>``; ``reported_mass`` is the mass reported there.
     """
     if not prompts:
         raise InputError("no prompts", field="prompt")

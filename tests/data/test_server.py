@@ -246,3 +246,12 @@ def _requests_of_first_episode(tmp_path, fake, options) -> int:
     count = len(fake.requests)
     fake.requests.clear()
     return count
+
+
+def test_an_echo_one_position_late_is_refused_in_one_line():
+    # llama-cpp-python's server without a BOS token: each entry is the distribution after its token ("oin" is
+    # scored after "Coin"), and the generated token " D" is missing from the echo
+    recorded = json.loads((FIXTURES / "llama_cpp_no_bos.json").read_text())
+    with pytest.raises(InputError, match="one position late") as raised:
+        _prompt_positions(recorded["response"], recorded["request"]["prompt"], "http://h/v1/completions", 3)
+    assert raised.value.row == 3 and "add_bos_token=bool:true" in str(raised.value)
