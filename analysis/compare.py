@@ -58,7 +58,7 @@ def arviz_compare(loos: dict):
     if "round_to" not in inspect.signature(azs.compare).parameters:
         return azs.compare(loos)
     table = azs.compare(loos, round_to="none")
-    table["elpd_diff"] = -table["elpd_diff"]
+    table["elpd_diff"] = table["elpd_diff"].abs()  # 0 or less against the best run, which is the reference
     return table
 
 
