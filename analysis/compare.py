@@ -105,10 +105,14 @@ def model_description(name: str) -> str | None:
         return None
 
 
-def compare_runs(run_dirs, progress: bool = False) -> Comparison:
+def compare_runs(run_dirs, progress: bool = False, data=None, subsample: int | None = None) -> Comparison:
     """Compare run directories; they must have been fitted to the same log and rows.
 
-    ``progress`` shows a bar on stderr while the runs are read (after a second; tqdm)."""
+    ``progress`` shows a bar on stderr while the runs are read (after a second; tqdm). A run that
+    stores no pointwise log-likelihood (``inference.fit.MAX_LOG_LIKELIHOOD_VALUES``) needs ``data``,
+    the log the runs were fitted to: then every run's LOO is estimated on the same ``subsample`` of
+    rows (default ``analysis.loo.DEFAULT_SUBSAMPLE``), their log-likelihoods recomputed from the
+    model (``analysis.loo``), with the subsample's error against full LOO in the table."""
     import sys
 
     from tqdm.auto import tqdm
@@ -147,7 +151,18 @@ def compare_runs(run_dirs, progress: bool = False) -> Comparison:
                 file=str(run.path),
             )
     names = _unique_names(runs)
-    comparison = compare_datatrees({name: run.datatree for name, run in zip(names, runs)}, progress=progress)
+    if subsample is not None or any("log_likelihood" not in run.datatree.children for run in runs):
+        from bayesmatrix.analysis.loo import DEFAULT_SUBSAMPLE, compare_subsampled_runs
+
+        if data is None:
+            stored = next((run for run in runs if "log_likelihood" not in run.datatree.children), None)
+            raise InputError(("stores no pointwise log-likelihood (too many rows x draws); " if stored else "")
+                             + "LOO on a subsample of rows recomputes them from the log the runs were fitted to: "
+                             "give it", file=str(stored.path) if stored else None, field="data")  # fmt: skip
+        comparison = compare_subsampled_runs(dict(zip(names, runs)), data, progress=progress,
+                                             subsample=DEFAULT_SUBSAMPLE if subsample is None else subsample)  # fmt: skip
+    else:
+        comparison = compare_datatrees({name: run.datatree for name, run in zip(names, runs)}, progress=progress)
     methods = {name: str(run.info.get("method", "")) for name, run in zip(names, runs)}
     return comparison._replace(methods=methods, paths={name: run.path for name, run in zip(names, runs)})
 
@@ -219,7 +234,8 @@ def verdict(table, methods=None, descriptions=None) -> str:
 def format_comparison(comparison: Comparison) -> str:
     import pandas as pd
 
-    columns = [c for c in ("rank", "elpd", "p", "elpd_diff", "dse", "se", "weight", "warning", "bad_pareto_k") if c in comparison.table]
+    columns = [c for c in ("rank", "elpd", "p", "elpd_diff", "dse", "se", "subsampling_se", "subsampling_dse", "weight",
+                           "warning", "bad_pareto_k") if c in comparison.table]  # fmt: skip
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         text = comparison.table[columns].to_string(float_format=lambda v: f"{v:.2f}")
     text += "\n" + verdict(comparison.table, comparison.methods, comparison.descriptions)

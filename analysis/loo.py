@@ -34,8 +34,9 @@ import numpy as np
 DEFAULT_SUBSAMPLE = 2000
 """Rows of the subsample: the subsampling error falls as ``1/sqrt(m)``; 2,000 rows of 4,000 draws are 32 MB."""
 
-CHUNK_VALUES = 2**25
-"""Most log-likelihood values computed at once (128 MiB of float32): rows per chunk = this / draws."""
+CHUNK_VALUES = 2**22
+"""Most log-likelihood values computed at once (rows per chunk = this / draws): the model's intermediates
+are a multiple of it (a Dirichlet-multinomial one per column), so 4M values keep a chunk under a GB."""
 
 
 class SubsampleLoo(NamedTuple):
@@ -200,3 +201,60 @@ def latent_sites(model: Callable, model_kwargs: Mapping[str, Any]) -> set[str]:
     small = row_slice(model_kwargs, num_rows, np.arange(min(2, num_rows)))
     trace = handlers.trace(handlers.seed(model, jax.random.PRNGKey(0))).get_trace(**small)
     return {name for name, site in trace.items() if site["type"] == "sample" and not site["is_observed"]}
+
+
+def compare_subsampled(loos: Mapping[str, SubsampleLoo]):
+    """The comparison table of runs' subsampled LOO on the same rows, best first, as ``arviz_stats.compare``
+    names its columns (``rank``, ``elpd``, ``se``, ``elpd_diff``, ``dse``), plus ``subsampling_se`` and
+    ``subsampling_dse`` (the subsample's approximation errors) and ``bad_pareto_k`` (subsampled rows
+    above the threshold). Each difference is the difference estimator applied to the rows'
+    differences, so its standard error accounts for their correlation, as ``dse`` does."""
+    import pandas as pd
+
+    order = sorted(loos, key=lambda name: loos[name].elpd, reverse=True)
+    best = loos[order[0]]
+    rows = []
+    for rank, name in enumerate(order):
+        loo = loos[name]
+        if not np.array_equal(loo.rows, best.rows):
+            raise ValueError("subsampled LOO compares runs on the same subsample of rows only")
+        if rank == 0:
+            diff, dse, subsampling_dse = 0.0, 0.0, 0.0
+        else:
+            diff, dse, subsampling_dse = difference_estimate(best.surrogate - loo.surrogate, best.elpd_i - loo.elpd_i,
+                                                             loo.rows)  # fmt: skip
+        rows.append({"rank": rank, "elpd": loo.elpd, "se": loo.se, "elpd_diff": diff, "dse": dse,
+                     "subsampling_se": loo.subsampling_se, "subsampling_dse": subsampling_dse,
+                     "bad_pareto_k": int(np.sum(loo.pareto_k > loo.good_k))})  # fmt: skip
+    return pd.DataFrame(rows, index=order)
+
+
+def compare_subsampled_runs(runs: Mapping[str, Any], data, *, subsample: int = DEFAULT_SUBSAMPLE, seed: int = 0,
+                            progress: bool = False):  # fmt: skip
+    """``analysis.compare.Comparison`` of runs (name -> ``Run``) by LOO on one subsample of rows of
+    ``data``, the log they were fitted to; for runs that store no pointwise log-likelihood."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from bayesmatrix.analysis.compare import Comparison, model_description
+    from bayesmatrix.data.errors import InputError
+
+    if subsample < 2:
+        raise InputError(f"is {subsample}; a subsample needs at least 2 rows", field="subsample")
+    loos = {name: loo_subsample_of_run(run, data, subsample_size=subsample, seed=seed)
+            for name, run in tqdm(runs.items(), desc="compare: subsampled PSIS-LOO", unit="run", disable=not progress,
+                                  delay=1.0, file=sys.stderr, leave=False)}  # fmt: skip
+    table = compare_subsampled(loos)
+    messages = []
+    for name, loo in loos.items():
+        if loo.rows.size < loo.num_rows:
+            messages.append(f"{name}: LOO estimated on {loo.rows.size} of {loo.num_rows} rows drawn at random; "
+                            f"its error against full LOO is ± {loo.subsampling_se:.2f} (subsampling_se)")  # fmt: skip
+        count = int(np.sum(loo.pareto_k > loo.good_k))
+        if count:
+            messages.append(f"{name}: {count} of {loo.rows.size} subsampled rows have Pareto k > {loo.good_k:.2f}; "
+                            "its LOO estimate is unreliable there (consider K-fold CV or moment matching)")  # fmt: skip
+    descriptions = {name: description for name, run in runs.items()
+                    if (description := model_description(str(run.info.get("model", "")))) is not None}  # fmt: skip
+    return Comparison(table=table, loo=loos, warnings=messages, descriptions=descriptions)

@@ -17,7 +17,10 @@ warm-up; ``benchmarks.CompileClock``). Goal: at most 1.5 without compilation.
 Models: the matrix model on 2,000 x 20 counts (per row, gradient-bound; the
 data of ``benchmarks.peers``) and the same through its sufficient statistic,
 whose gradient is so cheap that the sampler's own work shows. One chain, so
-nothing runs beside it. Run from the repository root: ``python -m benchmarks.overhead``.
+nothing runs beside it. A third row runs BlackJAX's NUTS on the sufficient
+statistic's potential energy, its sampling loop one ``jax.lax.scan`` compiled
+once and timed best of 3 (``pip install -e '.[bench]'``; left out without it).
+Run from the repository root: ``python -m benchmarks.overhead``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,44 @@ def measure(name: str, model, model_kwargs, args, clock: CompileClock) -> list:
             sampling, sampling / ideal, result.seconds_sampling / ideal]  # fmt: skip
 
 
+def measure_blackjax(name: str, model, model_kwargs, args) -> list:
+    """The same ratio for BlackJAX's NUTS on the same potential energy: window adaptation, then the
+    draws in one ``jax.lax.scan``, compiled once and timed as the gradient is (best of 3 runs of the
+    compiled loop), so neither side pays compilation or Python's dispatch."""
+    import blackjax
+    import jax
+    from numpyro.infer.util import initialize_model
+
+    gradient = gradient_seconds(model, model_kwargs, repeats=args.gradient_repeats, seed=args.seed)
+    init = initialize_model(jax.random.PRNGKey(args.seed), model, model_kwargs=dict(model_kwargs))
+
+    def logdensity(z):
+        return -init.potential_fn(z)
+
+    key_warmup, key_sample = jax.random.split(jax.random.PRNGKey(args.seed))
+    warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=0.9)
+    (state, parameters), _ = warmup.run(key_warmup, init.param_info.z, num_steps=args.num_warmup)
+    kernel = blackjax.nuts(logdensity, **parameters)
+
+    @jax.jit
+    def sample(state, key):
+        def step(state, key):
+            state, info = kernel.step(key, state)
+            return state, (state.position, info.num_integration_steps)
+
+        return jax.lax.scan(step, state, jax.random.split(key, args.num_samples))
+
+    jax.block_until_ready(sample(state, key_sample))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        _, (_, steps) = jax.block_until_ready(sample(state, key_sample))
+        best = min(best, time.perf_counter() - start)
+    num_steps = int(steps.sum())
+    ideal = num_steps * gradient
+    return [name, num_steps, gradient * 1e6, ideal, "", "", best, best / ideal, ""]
+
+
 def main(args: argparse.Namespace) -> list[list]:
     from bayesmatrix.inference.runtime import configure
 
@@ -62,6 +103,11 @@ def main(args: argparse.Namespace) -> list[list]:
         measure(f"matrix, per row ({args.rows} x {args.cols})", matrix, per_row, args, clock),
         measure(f"matrix, sufficient statistic ({args.rows} x {args.cols})", matrix, sufficient, args, clock),
     ]
+    try:
+        rows.append(measure_blackjax(f"blackjax, sufficient statistic ({args.rows} x {args.cols})", matrix, sufficient,
+                                     args))  # fmt: skip
+    except ImportError as error:  # BlackJAX comes with the bench extra
+        print(f"blackjax row left out: {error}")
     print(f"1 chain, {args.num_warmup} warm-up + {args.num_samples} draws; gradient: {args.gradient_repeats} "
           "value_and_grad evaluations in one jitted loop, best of 3")  # fmt: skip
     print_table(["model", "leapfrog steps", "gradient us", "steps x gradient s", "sampling s (nuts)",

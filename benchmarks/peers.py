@@ -18,14 +18,21 @@ acceptance 0.9. Each side is timed with and without compilation:
   is its own ``sampling_time`` (tuning and draws).
 - Stan through PyStan 3: ``stan.build`` is the compilation (httpstan caches
   built models, so a second run shows a cache hit), ``posterior.sample`` the rest.
+- nutpie (Rust NUTS with its own mass-matrix adaptation) on the same PyMC
+  model: ``nutpie.compile_pymc_model`` (numba) is the compilation, ``nutpie.sample``
+  the rest.
+- BlackJAX's NUTS on our JAX log density (the potential energy NumPyro derives
+  from models/matrix.py, per row and through the sufficient statistic): Stan's
+  window adaptation, then the draws, each chain one compiled program;
+  compilation as for NumPyro.
 
 The posteriors must agree: the largest ``|mean_a - mean_b| / sqrt(mcse_a^2 +
 mcse_b^2)`` over ``s`` and every ``m_c`` against the per-row NumPyro run is
 printed (below about 4 is agreement at this many comparisons). Goal: NumPyro's
-ESS/s without compilation at least 3x PyMC's and at least Stan's.
+ESS/s without compilation at least 3x PyMC's and at least Stan's and nutpie's.
 
-Run from the repository root: ``python -m benchmarks.peers`` (PyMC and PyStan:
-``pip install -e '.[bench]'``, or ``make bench``). ``--samplers numpyro`` runs
+Run from the repository root: ``python -m benchmarks.peers`` (PyMC, PyStan,
+nutpie and BlackJAX: ``pip install -e '.[bench]'``, or ``make bench``). ``--samplers numpyro`` runs
 our side alone.
 """
 
@@ -39,7 +46,7 @@ import numpy as np
 
 from benchmarks import CompileClock, largest_z, min_bulk_ess, print_table
 
-SAMPLERS = ("numpyro", "numpyro-sufficient", "pymc", "stan")
+SAMPLERS = ("numpyro", "numpyro-sufficient", "pymc", "stan", "nutpie", "blackjax", "blackjax-sufficient")
 
 STAN_PROGRAM = """
 data {
@@ -108,10 +115,7 @@ def run_pymc(counts, args) -> dict:
     import pymc as pm
 
     start = time.perf_counter()
-    with pm.Model():
-        m = pm.Dirichlet("m", a=np.ones(counts.shape[1]))
-        s = pm.LogNormal("s", mu=math.log(2.0), sigma=1.5)
-        pm.DirichletMultinomial("counts", n=counts.sum(axis=1), a=s * m, observed=counts)
+    with pymc_model(counts):
         idata = pm.sample(draws=args.num_samples, tune=args.num_warmup, chains=args.num_chains,
                           cores=args.num_chains, target_accept=0.9, random_seed=args.seed, progressbar=False,
                           compute_convergence_checks=False)  # fmt: skip
@@ -125,6 +129,93 @@ def run_pymc(counts, args) -> dict:
         "sampling": sampling,
         "gradients": int(stats["n_steps"].values.sum()),
         "divergences": int(stats["diverging"].values.sum()),
+    }
+
+
+def pymc_model(counts):
+    """The model in PyMC (for ``pm.sample`` and nutpie alike)."""
+    import pymc as pm
+
+    with pm.Model() as model:
+        m = pm.Dirichlet("m", a=np.ones(counts.shape[1]))
+        s = pm.LogNormal("s", mu=math.log(2.0), sigma=1.5)
+        pm.DirichletMultinomial("counts", n=counts.sum(axis=1), a=s * m, observed=counts)
+    return model
+
+
+def run_nutpie(counts, args) -> dict:
+    import nutpie
+
+    start = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(pymc_model(counts))  # numba, its default backend
+    built = time.perf_counter()
+    idata = nutpie.sample(compiled, draws=args.num_samples, tune=args.num_warmup, chains=args.num_chains,
+                          cores=args.num_chains, seed=args.seed, target_accept=0.9, progress_bar=False)  # fmt: skip
+    done = time.perf_counter()
+    stats = idata.sample_stats
+    return {
+        "draws": {"s": idata.posterior["s"].values, "m": idata.posterior["m"].values},
+        "total": done - start,
+        "compile": built - start,
+        "sampling": done - built,
+        "gradients": int(stats["n_steps"].values.sum()),
+        "divergences": int(stats["diverging"].values.sum()),
+    }
+
+
+def run_blackjax(counts, args, clock: CompileClock, sufficient: bool) -> dict:
+    """BlackJAX's NUTS on the potential energy NumPyro derives from models/matrix.py (the same
+    unconstrained space): Stan-style window adaptation, then the draws, one chain per XLA device
+    (``jax.pmap``), each chain's whole warm-up and sampling one compiled program."""
+    import blackjax
+    import jax
+    from numpyro.infer.util import initialize_model
+
+    from bayesmatrix.models import matrix
+    from bayesmatrix.models.sufficient import count_statistics
+
+    data = {"num_rows": counts.shape[0], "num_cols": counts.shape[1], "observe": ("counts",)}
+    start = time.perf_counter()
+    if sufficient:
+        data["count_statistics"] = count_statistics(counts)
+    else:
+        data.update(counts=counts, total_count=counts.sum(axis=1))
+    init = initialize_model(jax.random.PRNGKey(args.seed), matrix, model_kwargs=data)
+
+    def logdensity(z):
+        return -init.potential_fn(z)
+
+    def chain(key):
+        key_warmup, key_sample = jax.random.split(key)
+        warmup = blackjax.window_adaptation(blackjax.nuts, logdensity, target_acceptance_rate=0.9)
+        (state, parameters), _ = warmup.run(key_warmup, init.param_info.z, num_steps=args.num_warmup)
+        kernel = blackjax.nuts(logdensity, **parameters)
+
+        def step(state, key):
+            state, info = kernel.step(key, state)
+            return state, (state.position, info.num_integration_steps, info.is_divergent)
+
+        _, (positions, steps, divergent) = jax.lax.scan(step, state, jax.random.split(key_sample, args.num_samples))
+        return jax.vmap(init.postprocess_fn)(positions), steps, divergent
+
+    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.num_chains)
+    compiled_before = clock.seconds()
+    if jax.local_device_count() >= args.num_chains:
+        draws, steps, divergent = jax.block_until_ready(jax.pmap(chain)(keys))
+    else:
+        one = jax.jit(chain)  # compiled once, run chain after chain
+        outputs = [jax.block_until_ready(one(key)) for key in keys]
+        draws = {name: np.stack([out[0][name] for out in outputs]) for name in outputs[0][0]}
+        steps, divergent = np.stack([out[1] for out in outputs]), np.stack([out[2] for out in outputs])
+    total = time.perf_counter() - start
+    compile_seconds = clock.seconds() - compiled_before
+    return {
+        "draws": {"s": np.asarray(draws["s"]), "m": np.asarray(draws["m"])},
+        "total": total,
+        "compile": compile_seconds,
+        "sampling": total - compile_seconds,
+        "gradients": int(np.sum(steps)),
+        "divergences": int(np.sum(divergent)),
     }
 
 
@@ -166,15 +257,22 @@ def main(args: argparse.Namespace) -> dict[str, dict]:
     results: dict[str, dict] = {}
     failures: dict[str, str] = {}
     # The peers first: both start worker processes, which should not inherit a running JAX.
-    for name in [s for s in ("stan", "pymc") if s in samplers]:
+    peers = {"stan": run_stan, "pymc": run_pymc, "nutpie": run_nutpie}
+    for name in [s for s in peers if s in samplers]:
         try:
-            results[name] = run_stan(counts, args) if name == "stan" else run_pymc(counts, args)
+            results[name] = peers[name](counts, args)
         except Exception as error:  # a peer that cannot be installed or run is reported, not faked
             failures[name] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     clock = CompileClock()
     for name in ("numpyro", "numpyro-sufficient"):
         if name in samplers:
             results[name] = run_numpyro(counts, args, clock, sufficient=name == "numpyro-sufficient")
+    for name in ("blackjax", "blackjax-sufficient"):
+        if name in samplers:
+            try:
+                results[name] = run_blackjax(counts, args, clock, sufficient=name == "blackjax-sufficient")
+            except ImportError as error:
+                failures[name] = f"{type(error).__name__}: {error}"
 
     reference = results.get("numpyro") or next(iter(results.values()))
     rows = []
@@ -192,14 +290,14 @@ def main(args: argparse.Namespace) -> dict[str, dict]:
     if ours:
         print()
         ratio_rows = []
-        for peer in ("pymc", "stan"):
+        for peer in ("pymc", "stan", "nutpie", "blackjax", "blackjax-sufficient"):
             if peer in results:
                 for name in ("numpyro", "numpyro-sufficient"):
                     if name in results:
                         ours, theirs = results[name], results[peer]
                         ratio_rows.append([f"{name} / {peer}", ours["ess_per_second"] / theirs["ess_per_second"],
                                            ours["ess_per_second_total"] / theirs["ess_per_second_total"],
-                                           ">= 3" if peer == "pymc" else ">= 1"])  # fmt: skip
+                                           {"pymc": ">= 3", "stan": ">= 1", "nutpie": ">= 1"}.get(peer, "")])  # fmt: skip
         if ratio_rows:
             print_table(["ESS/s ratio", "without compilation", "with compilation", "goal (without)"], ratio_rows)
     for name, message in failures.items():

@@ -151,6 +151,13 @@ MAX_PREDICTIVE_VALUES = 2**24
 large log (an embedding's thousands of columns)."""
 
 
+MAX_LOG_LIKELIHOOD_VALUES = 2**28
+"""Most pointwise log-likelihoods (rows x draws, 1 GiB of float32) a NUTS run stores in its
+``log_likelihood`` group. Past it (1,000,000 rows and 4,000 draws would be 16 GB) the group is left
+out, run.json says ``"log_likelihood_stored": false``, and compare estimates LOO on a subsample
+of rows, recomputing their log-likelihoods from the model and the log (``analysis.loo``)."""
+
+
 def add_posterior_predictive(datatree, model, model_kwargs, *, seed: int = 0, coords=None, dims=None,
                              max_draws: int = MAX_PREDICTIVE_DRAWS, max_values: int = MAX_PREDICTIVE_VALUES) -> None:  # fmt: skip
     """Add a ``posterior_predictive`` group: the model's own draws of its observed sites, one per
@@ -222,6 +229,7 @@ def fit(
         fit_kwargs = {**model_input.kwargs, "batch_size": options.batch_size}
         predict_kwargs = model_input.kwargs
 
+    store_log_likelihood = int(ds.sizes["row"]) * options.num_chains * options.num_samples <= MAX_LOG_LIKELIHOOD_VALUES
     start = time.perf_counter()
     if options.method == "nuts":
         result = nuts(
@@ -236,8 +244,10 @@ def fit(
             dims=model_input.dims,
             progress_bar=options.progress_bar,
             pointwise_kwargs=predict_kwargs,
+            log_likelihood=store_log_likelihood,
         )
         method_info = {
+            "log_likelihood_stored": store_log_likelihood,
             "num_divergences": result.num_divergences,
             "num_gradient_evals": result.num_gradient_evals,
             "chain_method": result.chain_method,

@@ -53,13 +53,15 @@ def nuts(
     dims: Mapping[str, list[str]] | None = None,
     progress_bar: bool = True,
     pointwise_kwargs: Mapping[str, Any] | None = None,
+    log_likelihood: bool = True,
 ) -> NutsResult:
     """Sample ``model(**model_kwargs)`` with NUTS; warm-up and sampling are timed apart.
 
     ``pointwise_kwargs`` replace ``model_kwargs`` for the ``log_likelihood`` and
     ``observed_data`` groups: a model fitted through a sufficient statistic (one
     factor for all rows) gives its per-row log-likelihood, which LOO needs, when
-    called with per-row observations on the same latent sites.
+    called with per-row observations on the same latent sites. ``log_likelihood=False`` leaves
+    that group out (rows x draws values; ``analysis.loo`` recomputes them on a subsample).
 
     ``regularize_mass_matrix=False`` (the default here; NumPyro's is True)
     keeps the adapted variances as estimated. NumPyro, after Stan, shrinks each
@@ -100,10 +102,11 @@ def nuts(
 
     extra = mcmc.get_extra_fields()
     datatree = azb.from_numpyro(
-        mcmc, log_likelihood=pointwise_kwargs is None, coords=dict(coords or {}), dims=dict(dims or {})
+        mcmc, log_likelihood=log_likelihood and pointwise_kwargs is None, coords=dict(coords or {}), dims=dict(dims or {})
     )
     if pointwise_kwargs is not None:
-        _replace_observations(datatree, model, mcmc.get_samples(group_by_chain=True), pointwise_kwargs, coords, dims)
+        _replace_observations(datatree, model, mcmc.get_samples(group_by_chain=True), pointwise_kwargs, coords, dims,
+                              log_likelihood=log_likelihood)  # fmt: skip
     return NutsResult(
         datatree=datatree,
         mcmc=mcmc,
@@ -115,21 +118,21 @@ def nuts(
     )
 
 
-def _replace_observations(datatree, model, samples, model_kwargs, coords, dims) -> None:
-    """Set ``log_likelihood`` and ``observed_data`` of ``datatree`` from ``model(**model_kwargs)`` on ``samples``."""
+def _replace_observations(datatree, model, samples, model_kwargs, coords, dims, log_likelihood=True) -> None:
+    """Set ``log_likelihood`` (unless told not to) and ``observed_data`` of ``datatree`` from
+    ``model(**model_kwargs)`` on ``samples``."""
     import arviz_base as azb
     import jax
     from numpyro import handlers
-    from numpyro.infer import log_likelihood
+    from numpyro.infer import log_likelihood as pointwise_log_likelihood
 
     trace = handlers.trace(handlers.seed(model, jax.random.PRNGKey(0))).get_trace(**model_kwargs)
     observed = {name: np.asarray(site["value"]) for name, site in trace.items()
                 if site["type"] == "sample" and site["is_observed"]}
-    pointwise = log_likelihood(model, samples, batch_ndims=2, **model_kwargs)
-    groups = azb.from_dict(
-        {"log_likelihood": {name: np.asarray(value) for name, value in pointwise.items()}, "observed_data": observed},
-        coords=dict(coords or {}),
-        dims=dict(dims or {}),
-    )
-    datatree["log_likelihood"] = groups["log_likelihood"]
-    datatree["observed_data"] = groups["observed_data"]
+    groups = {"observed_data": observed}
+    if log_likelihood:
+        pointwise = pointwise_log_likelihood(model, samples, batch_ndims=2, **model_kwargs)
+        groups["log_likelihood"] = {name: np.asarray(value) for name, value in pointwise.items()}
+    groups = azb.from_dict(groups, coords=dict(coords or {}), dims=dict(dims or {}))
+    for name in groups.children:
+        datatree[name] = groups[name]

@@ -17,6 +17,12 @@ def register(subparsers) -> None:
                    "KL(exact Bayes || LLM) in bits per step with its interval (README, \"Excess code length\")")
     p.add_argument("--stated-alpha", metavar="A,B,...",
                    help="with --log, the stated prior of the stated-prior excess (default: the log's task alpha)")
+    p.add_argument("--data", metavar="LOG",
+                   help="the log the runs were fitted to, for LOO on a subsample of its rows: needed when a run "
+                   "stores no pointwise log-likelihood (fit leaves it out past 2^28 rows x draws)")
+    p.add_argument("--subsample", type=int, metavar="ROWS",
+                   help="with --data, estimate every run's LOO on this many rows drawn at random, with the "
+                   "estimate's error against full LOO (default for runs without log-likelihoods: 2000)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_run)
 
@@ -36,7 +42,8 @@ def _run(args) -> int:
             raise InputError("needs --log, the log whose excess it states", field="stated_alpha")
         stated_alpha = parse_floats(args.stated_alpha, "stated_alpha")
     log = None if args.log is None else resolve(args.log, field="log")
-    comparison = compare_runs(args.runs, progress=not args.quiet)
+    data = None if args.data is None else resolve(args.data, field="data")
+    comparison = compare_runs(args.runs, progress=not args.quiet, data=data, subsample=args.subsample)
     print(format_comparison(comparison))
     if log is not None:
         from bayesmatrix.analysis.excess import excess_of_runs, format_excess
