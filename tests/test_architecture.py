@@ -133,6 +133,7 @@ def test_a_users_own_data_and_models_do_not_collide(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, cwd=project)
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @pytest.mark.slow
 def test_log_and_fit_run_beside_a_users_own_packages(tmp_path):
     """``bayesmatrix log`` and ``bayesmatrix fit`` run from that folder, the console script as installed."""

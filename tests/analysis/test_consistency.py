@@ -98,6 +98,7 @@ def windtunnel():
     return LoadedModel(trained.model, trained.tokenizer, str(trained.path), None), task, trained
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @pytest.mark.slow
 def test_task_predictive_reads_what_the_logger_and_the_wind_tunnel_read(windtunnel):
     from bayesmatrix.analysis.consistency import task_predictive
@@ -121,6 +122,7 @@ def test_task_predictive_reads_what_the_logger_and_the_wind_tunnel_read(windtunn
     assert kl_bits(exact, theirs[:, 8]).mean() < 0.01
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @pytest.mark.slow
 def test_wind_tunnel_is_nearly_bayesian_on_both_checks(windtunnel):
     from bayesmatrix.analysis.consistency import task_multisets, task_predictive

@@ -179,6 +179,7 @@ def _wait_for(predicate, seconds=120):
         time.sleep(0.005)
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @pytest.mark.slow
 def test_a_second_log_on_the_same_output_is_refused_while_the_first_holds_the_folder(tmp_path):
     """Two overlapping runs of one --out: the first is stopped (SIGSTOP) while it holds OUT.partial/; the
@@ -206,6 +207,7 @@ def test_a_second_log_on_the_same_output_is_refused_while_the_first_holds_the_fo
     assert log.attrs["seed"] == 0 and log.sizes["row"] == 800 * 9 and not partial.exists()
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @pytest.mark.slow
 def test_a_killed_log_releases_its_lock_and_a_damaged_chunk_is_named(tmp_path):
     """SIGKILL leaves OUT.partial/ and its lock file, but the OS has released the lock: the rerun is not
@@ -263,6 +265,7 @@ def test_max_steps_bounds_the_svi_steps(icl_log, tmp_path, capsys):
     assert run.info["num_steps"] == 50 and run.datatree["elbo"].sizes["step"] == 50
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_log_refused_for_its_length_leaves_no_folder_so_the_fix_runs(tmp_path, capsys):

@@ -24,6 +24,7 @@ def bayesmatrix(*args: str, cwd) -> str:
     return completed.stdout
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 def test_the_gupta_sequence_runs_and_reports_the_effective_prior_per_stated_bias(tmp_path):
     bayesmatrix("log", "--task", "coin-words", "--framing", "bias=20,80", "--episodes", "4", "--length", "6",
                 "--seed", "0", "--out", "gupta.nc", cwd=tmp_path)

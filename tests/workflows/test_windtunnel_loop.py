@@ -54,6 +54,7 @@ def fit(workdir, loop):
     return run
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @slow
 def test_full_model_recovers_the_world_prior_as_exact_bayes(fit):
     """Step 4: icl-general finds alpha_true (mean and strength), decay and temperature near 1."""
@@ -70,6 +71,7 @@ def test_full_model_recovers_the_world_prior_as_exact_bayes(fit):
     assert temperature.std() < 0.05 and abs(temperature.mean() - 1) < 3 * temperature.std()
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @slow
 def test_only_the_sliding_window_model_is_flagged(fit):
     """Step 4b: decay clearly below 1, and LOO for icl-general, for the window model alone."""
@@ -88,6 +90,7 @@ def test_only_the_sliding_window_model_is_flagged(fit):
     assert gain > 4 * dse, (gain, dse)
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @slow
 def test_mixture_world_prefers_the_mixture_updater(fit):
     """Step 4 on the mixture world: icl-mixture beats the single-Dirichlet icl by LOO."""
@@ -98,6 +101,7 @@ def test_mixture_world_prefers_the_mixture_updater(fit):
     assert gain > 4 * dse, (gain, dse)
 
 
+@pytest.mark.llm  # runs an LLM (torch): the llm extra
 @slow
 def test_the_command_writes_every_log_and_run_and_prints_each_case(loop, workdir, capsys):
     from bayesmatrix.cli import main
