@@ -39,7 +39,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -132,7 +132,7 @@ class _Client:
 
     def __init__(self, server: Server):
         self.server = server
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, float]]] = {}
+        self._cache: dict[tuple[str, str], Future] = {}
         self._lock = threading.Lock()
 
     def prompt_tokens(self, prompt: str, row: int = 0) -> list[PromptToken]:
@@ -148,18 +148,27 @@ class _Client:
         """log P(continuation | prefix) (the summed logprobs of its tokens in ``prefix + continuation``) and the
         alternatives reported at its first token (the distribution after ``prefix``)."""
         key = (prefix, continuation)
-        with self._lock:
-            if key in self._cache:
-                return self._cache[key]
-        tokens = self.prompt_tokens(prefix + continuation, row)
-        span = _tokens_between(tokens, len(prefix), len(prefix) + len(continuation))
-        if span is None or span[0] == 0:
-            raise InputError(f"the server tokenizes {continuation!r} after {prefix[-40:]!r} across the boundary "
-                             "between them, so the continuation's probability cannot be read", field="task",
-                             row=row)  # fmt: skip
-        value = (float(sum(tokens[t].logprob for t in range(*span))), tokens[span[0]].top or {})
-        with self._lock:
-            self._cache[key] = value
+        with self._lock:  # one request per continuation, however many episodes ask for it at once
+            pending = self._cache.get(key)
+            if pending is None:
+                pending = self._cache[key] = Future()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            return pending.result()
+        try:
+            tokens = self.prompt_tokens(prefix + continuation, row)
+            span = _tokens_between(tokens, len(prefix), len(prefix) + len(continuation))
+            if span is None or span[0] == 0:
+                raise InputError(f"the server tokenizes {continuation!r} after {prefix[-40:]!r} across the boundary "
+                                 "between them, so the continuation's probability cannot be read", field="task",
+                                 row=row)  # fmt: skip
+            value = (float(sum(tokens[t].logprob for t in range(*span))), tokens[span[0]].top or {})
+        except BaseException as error:
+            pending.set_exception(error)
+            raise
+        pending.set_result(value)
         return value
 
     def post(self, body: Mapping[str, Any]) -> dict[str, Any]:
