@@ -67,3 +67,19 @@ def test_difference_estimate_is_exact_for_an_exact_surrogate():
     assert elpd == pytest.approx(values.sum())
     assert subsampling_se == 0
     assert se == pytest.approx(np.sqrt(values.size * values.var()), rel=1e-9)
+
+
+def test_a_run_without_log_likelihood_needs_the_log(tmp_path):
+    import arviz_base as azb
+
+    from bayesmatrix.analysis.compare import compare_runs
+    from bayesmatrix.data.errors import InputError
+    from bayesmatrix.inference.rundir import write_run_dir
+
+    info = {"model": "matrix", "method": "nuts", "data_file": "log.nc", "data_sha256": "abc", "columns": ["a", "b"],
+            "options": {"observe": ["counts"]}, "log_likelihood_stored": False}  # fmt: skip
+    tree = azb.from_dict({"posterior": {"s": np.random.default_rng(0).gamma(2.0, size=(2, 20))}})
+    runs = [write_run_dir(tmp_path / name, tree, info) for name in ("first", "second")]
+    with pytest.raises(InputError, match="stores no pointwise log-likelihood") as raised:
+        compare_runs(runs)
+    assert raised.value.field == "data"
