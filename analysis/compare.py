@@ -105,11 +105,11 @@ def model_description(name: str) -> str | None:
         return None
 
 
-def compare_runs(run_dirs, progress: bool = False, data=None, subsample: int | None = None) -> Comparison:
+def compare_runs(run_dirs, progress: bool = False, log=None, subsample: int | None = None) -> Comparison:
     """Compare run directories; they must have been fitted to the same log and rows.
 
     ``progress`` shows a bar on stderr while the runs are read (after a second; tqdm). A run that
-    stores no pointwise log-likelihood (``inference.fit.MAX_LOG_LIKELIHOOD_VALUES``) needs ``data``,
+    stores no pointwise log-likelihood (``inference.fit.MAX_LOG_LIKELIHOOD_VALUES``) needs ``log``,
     the log the runs were fitted to: then every run's LOO is estimated on the same ``subsample`` of
     rows (default ``analysis.loo.DEFAULT_SUBSAMPLE``), their log-likelihoods recomputed from the
     model (``analysis.loo``), with the subsample's error against full LOO in the table."""
@@ -154,12 +154,12 @@ def compare_runs(run_dirs, progress: bool = False, data=None, subsample: int | N
     if subsample is not None or any("log_likelihood" not in run.datatree.children for run in runs):
         from bayesmatrix.analysis.loo import DEFAULT_SUBSAMPLE, compare_subsampled_runs
 
-        if data is None:
+        if log is None:
             stored = next((run for run in runs if "log_likelihood" not in run.datatree.children), None)
             raise InputError(("stores no pointwise log-likelihood (too many rows x draws); " if stored else "")
                              + "LOO on a subsample of rows recomputes them from the log the runs were fitted to: "
-                             "give it", file=str(stored.path) if stored else None, field="data")  # fmt: skip
-        comparison = compare_subsampled_runs(dict(zip(names, runs)), data, progress=progress,
+                             "give it", file=str(stored.path) if stored else None, field="log")  # fmt: skip
+        comparison = compare_subsampled_runs(dict(zip(names, runs)), log, progress=progress,
                                              subsample=DEFAULT_SUBSAMPLE if subsample is None else subsample)  # fmt: skip
     else:
         comparison = compare_datatrees({name: run.datatree for name, run in zip(names, runs)}, progress=progress)

@@ -141,6 +141,13 @@ class _IclRows(NamedTuple):
     framing: np.ndarray | None  # (rows,)
 
 
+def is_icl_log(log: os.PathLike | str) -> bool:
+    """Whether ``log`` is an ICL log (it has ``context_counts``), the logs that have an excess code length."""
+    from bayesmatrix.data.llmlog import read_log
+
+    return "context_counts" in read_log(log)
+
+
 def _icl_rows(ds, columns: Sequence[str] | None, file: str | None) -> _IclRows:
     from bayesmatrix.data.llmlog import OTHER
 

@@ -2,7 +2,7 @@
 
 Full PSIS-LOO there needs 4e9 pointwise log-likelihoods (16 GB of float32),
 so ``fit`` leaves the ``log_likelihood`` group out past
-``inference.fit.MAX_LOG_LIKELIHOOD_VALUES`` and ``compare --data LOG``
+``inference.fit.MAX_LOG_LIKELIHOOD_VALUES`` and ``compare --log LOG``
 estimates LOO on a simple random subsample of rows, recomputing their
 log-likelihoods from the model (``analysis.loo``). Every step runs the
 command line in its own process, as a user would: ``simulate matrix`` (20
@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> None:
         full_csv, sub_csv = folder / "full.csv", folder / "sub.csv"
         seconds, peak, _ = command("compare", *map(str, runs), "--quiet", "--out", str(full_csv))
         steps.append(["compare, full PSIS-LOO", args.small_rows, seconds, peak])
-        seconds, peak, _ = command("compare", *map(str, runs), "--data", str(log), "--subsample", str(args.subsample),
+        seconds, peak, _ = command("compare", *map(str, runs), "--log", str(log), "--subsample", str(args.subsample),
                                    "--quiet", "--out", str(sub_csv))  # fmt: skip
         steps.append([f"compare --subsample {args.subsample}", args.small_rows, seconds, peak])
         full, sub = elpd_column(full_csv), elpd_column(sub_csv)
@@ -92,8 +92,8 @@ def main(args: argparse.Namespace) -> None:
         # 1,000,000 rows: no log-likelihood stored, compare recomputes a subsample's
         log, runs, done = runs_of(folder, args.rows, args)
         steps += done
-        seconds, peak, stdout = command("compare", *map(str, runs), "--data", str(log), "--quiet")
-        steps.append(["compare --data (default subsample)", args.rows, seconds, peak])
+        seconds, peak, stdout = command("compare", *map(str, runs), "--log", str(log), "--quiet")
+        steps.append(["compare --log (default subsample)", args.rows, seconds, peak])
     print(f"{args.cols} columns, {args.per_row} tokens per row; matrix observing counts, 4 chains x "
           f"{args.num_samples} draws ({args.num_warmup} warm-up), --x64; each step its own process")  # fmt: skip
     print_table(["step", "rows", "wall s", "peak memory GiB"], steps)

@@ -82,4 +82,4 @@ def test_a_run_without_log_likelihood_needs_the_log(tmp_path):
     runs = [write_run_dir(tmp_path / name, tree, info) for name in ("first", "second")]
     with pytest.raises(InputError, match="stores no pointwise log-likelihood") as raised:
         compare_runs(runs)
-    assert raised.value.field == "data"
+    assert raised.value.field == "log"

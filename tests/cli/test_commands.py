@@ -240,7 +240,7 @@ TABLE = [
         "run-matrix-svi", a_run("svi")),
     Row("diagnose", ("diagnose",), ("{fit_nuts}",), "{fit_nuts}", all_checks_passed),
     Row("compare", ("compare",), ("{fit_nuts}", "{fit_svi}", "--out", "{out}"), "compare.csv", a_comparison),
-    Row("compare_subsample", ("compare",), ("{fit_nuts}", "{fit_svi}", "--data", "{sim_matrix}", "--subsample", "20",
+    Row("compare_subsample", ("compare",), ("{fit_nuts}", "{fit_svi}", "--log", "{sim_matrix}", "--subsample", "20",
                                            "--out", "{out}"), "compare-subsample.csv", a_subsampled_comparison),
     Row("report", ("report",), ("{fit_nuts}", "{fit_svi}", "--log", "{sim_matrix}", "--out", "{out}"),
         "report.html", an_html_report),
