@@ -96,7 +96,7 @@ llama-server: $(LLAMA_STAMP)
 test-server: $(STAMP) $(LLAMA_STAMP)
 	$(BIN)/python -m pytest -q -ra -m server tests/data/test_server_llama.py
 
-# Every benchmark once (tens of minutes on 2 cores); PyMC and PyStan, the peers of
+# Every benchmark once (tens of minutes on 2 cores); PyMC, PyStan, nutpie and BlackJAX, the peers of
 # benchmarks/peers.py, come from the optional `bench` extra, installed here only.
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
