@@ -12,7 +12,7 @@ STACK2_BIN := $(STACK2)/bin
 STACK2_STAMP := $(STACK2)/.installed
 STACK2_PYTHON ?= $(shell for candidate in python3.12 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1); do \
   "$$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$candidate"; break; }; done)
-# What make test-stack2 runs there (CI narrows it to the slow tests: make test ran the others).
+# What make test-stack2 runs there (STACK2_SELECT="slow and ..." for only what make test leaves out).
 STACK2_SELECT ?= not docs and not server and not llm
 
 .PHONY: demo test test-fast test-docs test-stack2 test-server llama-server bench clean

@@ -263,7 +263,7 @@ TABLE = [
     Row("sbc", ("sbc",), ("matrix", "--replications", "2", "--num-warmup", "20"), "", an_sbc_report,
         marks=slow),
     # The quickest demo loads SmolLM2 (over a minute); its row checks the whole report.
-    Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=slow),
+    Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=slow + llm),
 ]
 ROWS = {row.id: row for row in TABLE}
 # Commands whose end-to-end run, in its own process, lives in another test file, because
