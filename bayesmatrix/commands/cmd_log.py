@@ -102,51 +102,61 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bayesmatrix.commands.parsing import parse_floats, parse_labels
-    from bayesmatrix.data.llm import UnfinishedRunError, run_log
+    from bayesmatrix.data.llm import UnfinishedRunError
 
-    if args.server is not None:
-        return _run_server(args)
     try:
-        out = run_log(
-            args.out,
-            model=args.model,
-            prompts=args.prompts,
-            columns=args.columns,
-            topk=args.topk,
-            task=args.task,
-            labels=None if args.labels is None else parse_labels(args.labels),
-            alpha=None if args.alpha is None else parse_floats(args.alpha, "alpha"),
-            framing=None if args.framing is None else _parse_framing(args.framing),
-            episodes=args.episodes,
-            length=args.length,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            samples=args.samples,
-            temperature=args.temperature,
-            embeddings=args.embeddings,
-            topk_store=args.topk_store,
-            dtype=args.dtype,
-            device=args.device,
-            checkpoint_every=args.checkpoint_every,
-            restart=args.restart,
-        )
+        out = _run_server(args) if args.server is not None else _run_local(args)
     except UnfinishedRunError as error:
         raise UnfinishedRunError(error.file, error.changed, way_out="delete it or pass --restart") from None
     print(f"wrote {out}")
     return 0
 
 
+def _what_to_log(args: argparse.Namespace) -> dict:
+    """The prompts or task and the run's checkpointing, the same for local and server logging."""
+    from bayesmatrix.commands.parsing import parse_floats, parse_labels
+
+    return dict(
+        prompts=args.prompts,
+        columns=args.columns,
+        task=args.task,
+        labels=None if args.labels is None else parse_labels(args.labels),
+        alpha=None if args.alpha is None else parse_floats(args.alpha, "alpha"),
+        framing=None if args.framing is None else _parse_framing(args.framing),
+        episodes=args.episodes,
+        length=args.length,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        restart=args.restart,
+    )
+
+
+def _run_local(args: argparse.Namespace):
+    from bayesmatrix.data.llm import run_log
+
+    return run_log(
+        args.out,
+        model=args.model,
+        topk=args.topk,
+        batch_size=args.batch_size,
+        samples=args.samples,
+        temperature=args.temperature,
+        embeddings=args.embeddings,
+        topk_store=args.topk_store,
+        dtype=args.dtype,
+        device=args.device,
+        **_what_to_log(args),
+    )
+
+
 _LOCAL_ONLY = {"samples": 0, "embeddings": False, "topk_store": 0, "topk": None, "batch_size": 8,
                "dtype": "float32", "device": "cpu"}
 
 
-def _run_server(args: argparse.Namespace) -> int:
+def _run_server(args: argparse.Namespace):
     import os
 
-    from bayesmatrix.commands.parsing import parse_floats, parse_labels
     from bayesmatrix.data.errors import InputError
-    from bayesmatrix.data.llm import UnfinishedRunError
     from bayesmatrix.data.llm.server import Server, run_server_log
 
     for dest, default in _LOCAL_ONLY.items():
@@ -155,26 +165,7 @@ def _run_server(args: argparse.Namespace) -> int:
     server = Server(args.server, args.model, api_key=os.environ.get(args.api_key_env) or None, api=args.api,
                     top_logprobs=args.top_logprobs, concurrency=args.concurrency, timeout=args.timeout,
                     retries=args.retries)
-    try:
-        out = run_server_log(
-            args.out,
-            server,
-            prompts=args.prompts,
-            columns=args.columns,
-            task=args.task,
-            labels=None if args.labels is None else parse_labels(args.labels),
-            alpha=None if args.alpha is None else parse_floats(args.alpha, "alpha"),
-            framing=None if args.framing is None else _parse_framing(args.framing),
-            episodes=args.episodes,
-            length=args.length,
-            seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
-            restart=args.restart,
-        )
-    except UnfinishedRunError as error:
-        raise UnfinishedRunError(error.file, error.changed, way_out="delete it or pass --restart") from None
-    print(f"wrote {out}")
-    return 0
+    return run_server_log(args.out, server, **_what_to_log(args))
 
 
 def _parse_framing(texts: list[str]) -> dict[str, tuple[str, ...]]:
