@@ -13,9 +13,9 @@ STACK2_STAMP := $(STACK2)/.installed
 STACK2_PYTHON ?= $(shell for candidate in python3.12 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1); do \
   "$$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$candidate"; break; }; done)
 # What make test-stack2 runs there (STACK2_SELECT="slow and ..." for only what make test leaves out).
-STACK2_SELECT ?= not docs and not server and not llm
+STACK2_SELECT ?= not docs and not server and not llm and not study
 
-.PHONY: demo test test-fast test-docs test-stack2 test-server llama-server bench clean
+.PHONY: demo test test-fast test-docs test-stack2 test-studies test-server llama-server bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,13 +63,18 @@ demo: $(STAMP)
 # process); CI runs it after `make test`, which leaves it out to stay within its time.
 test: $(STAMP) $(STACK2_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python -m "not docs and not server"
+	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python -m "not docs and not server and not study"
 
 test-stack2: $(STACK2_STAMP)
 	$(STACK2_BIN)/python -m tests.suite -m "$(STACK2_SELECT)"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m tests.suite -m "not slow"
+
+# The studies of README.md ("Studies"), each run end to end at a small size (marked study):
+# minutes each, past make test's time; CI runs make test-studies after make test.
+test-studies: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m study tests
 
 test-docs: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m docs tests/cli/test_readme.py

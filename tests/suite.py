@@ -43,7 +43,7 @@ NO_TESTS_COLLECTED = 5
 # The second stack's folders, the slowest first; its selection within make test's time on two cores.
 STACK2_FOLDERS = ("tests/inference", "tests/cli", "tests/analysis", "tests/models", "tests/data",
                   "tests/test_architecture.py", "tests/workflows")
-STACK2_MARKS = "not slow and not docs and not server and not llm"
+STACK2_MARKS = "not slow and not docs and not server and not llm and not study"
 VERSIONS = ("arviz-base", "arviz-stats", "arviz-plots", "xarray", "matplotlib", "numpy", "jax", "numpyro", "torch")
 
 
