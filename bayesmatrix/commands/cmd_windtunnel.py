@@ -32,7 +32,9 @@ def register(subparsers) -> None:
     train.add_argument("--world", required=True, help="a world of data.windtunnel.worlds.WORLDS: dirichlet or mixture")
     train.add_argument("--steps", type=int, required=True, help="optimiser steps")
     train.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    train.add_argument("--arch", choices=("llama", "gpt2"), default="llama", help="llama (rotary, default) or gpt2")
+    train.add_argument("--arch", choices=("llama", "gpt2", "nope"), default="llama",
+                       help="llama (rotary, default), gpt2 (learned absolute positions) or nope (the llama without "
+                       "any positional encoding)")
     train.add_argument("--window", type=int, metavar="W", help="sliding attention window (llama); 1 = self only")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--length", type=int, default=32, metavar="K", help="tokens per sequence")

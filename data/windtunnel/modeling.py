@@ -1,6 +1,6 @@
 """Wind-tunnel transformers: the word-level tokenizer, the model configurations and loading.
 
-Two architectures, both about 100k parameters (2 layers, 64 dimensions, 4 heads):
+Three architectures, all about 100k parameters (2 layers, 64 dimensions, 4 heads):
 
 - ``llama``: rotary position embeddings. Attention scores depend on relative
   positions only, and the exact Bayesian update can be written without any
@@ -9,6 +9,12 @@ Two architectures, both about 100k parameters (2 layers, 64 dimensions, 4 heads)
   the training length. The default.
 - ``gpt2``: learned absolute position embeddings; rows beyond the training
   length are never trained, so it is expected not to extrapolate.
+- ``nope``: no positional encoding, the Llama with its rotary embedding left
+  out of every layer (``SmolLM3ForCausalLM`` with ``no_rope_layers`` all zero,
+  otherwise the Llama's configuration and parameter count). Attention sees no
+  position index; only the causal mask tells a token how many came before it,
+  so with two or more layers the predictive can still depend on order (the
+  first layer's output at a position depends on the inputs up to it as a set).
 
 A sliding attention window ``W`` (each token attends to itself and the ``W - 1``
 tokens before it) turns the Llama into ``MistralForCausalLM``, which is the same
@@ -37,7 +43,7 @@ from bayesmatrix.data.catalog import WINDTUNNEL_DIR, WINDTUNNEL_RECORD, resolve,
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.windtunnel.worlds import BOS, PAD, SPECIAL_TOKENS, UNK, World
 
-ARCHITECTURES = ("llama", "gpt2")
+ARCHITECTURES = ("llama", "gpt2", "nope")
 HIDDEN_SIZE = 64
 NUM_LAYERS = 2
 NUM_HEADS = 4
@@ -72,7 +78,7 @@ def build_tokenizer(world: World):
 def build_model(world: World, arch: str, window: int | None, max_positions: int, seed: int):
     """A freshly initialised model (float32); ``torch.manual_seed(seed)`` fixes its weights."""
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig
-    from transformers import MistralForCausalLM
+    from transformers import MistralForCausalLM, SmolLM3Config, SmolLM3ForCausalLM
 
     if arch not in ARCHITECTURES:
         raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}", field="arch")
@@ -100,6 +106,11 @@ def build_model(world: World, arch: str, window: int | None, max_positions: int,
         tie_word_embeddings=True,
         **common,
     )
+    if arch == "nope":
+        # SmolLM3 is the Llama with rotary embeddings switchable per layer (0 = none); the
+        # epsilon is the Llama's, so nope and llama differ in the positions alone.
+        no_rope = dict(no_rope_layers=[0] * llama["num_hidden_layers"], rms_norm_eps=LlamaConfig().rms_norm_eps)
+        return SmolLM3ForCausalLM(SmolLM3Config(**no_rope, **llama))
     if window is None:
         return LlamaForCausalLM(LlamaConfig(**llama))
     return MistralForCausalLM(MistralConfig(sliding_window=window, **llama))
