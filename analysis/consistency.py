@@ -96,8 +96,8 @@ class Exchangeability(NamedTuple):
     """Mean of ``sd`` over multisets and categories."""
 
 
-def exchangeability(predictive: Predictive, multisets, num_orders: int = 8, seed: int = 0) -> Exchangeability:
-    """Show each multiset (rows of ``multisets`` (M, k)) in ``num_orders`` orders and measure the spread.
+def permuted_orders(multisets, num_orders: int, seed: int = 0) -> np.ndarray:
+    """Each multiset (rows of ``multisets`` (M, k)) in ``num_orders`` orders: (M, num_orders, k).
 
     Order 0 is the row as given; the others are random permutations of it.
     """
@@ -107,13 +107,26 @@ def exchangeability(predictive: Predictive, multisets, num_orders: int = 8, seed
     if num_orders < 2:
         raise ValueError("num_orders must be at least 2")
     rng = np.random.default_rng(seed)
-    M, k = multisets.shape
-    orders = np.empty((M, num_orders, k), dtype=np.int64)
+    orders = np.empty((*multisets.shape[:1], num_orders, multisets.shape[1]), dtype=np.int64)
     orders[:, 0] = multisets
     for order in range(1, num_orders):
         orders[:, order] = rng.permuted(multisets, axis=1)
-    probs = np.asarray(predictive(orders.reshape(M * num_orders, k)), dtype=np.float64)
-    probs = probs.reshape(M, num_orders, -1)
+    return orders
+
+
+def predictive_by_order(predictive: Predictive, orders) -> np.ndarray:
+    """``predictive`` after each order of :func:`permuted_orders` (M, P, k), in one call: (M, P, C)."""
+    M, P, k = orders.shape
+    return np.asarray(predictive(orders.reshape(M * P, k)), dtype=np.float64).reshape(M, P, -1)
+
+
+def exchangeability(predictive: Predictive, multisets, num_orders: int = 8, seed: int = 0) -> Exchangeability:
+    """Show each multiset (rows of ``multisets`` (M, k)) in ``num_orders`` orders and measure the spread.
+
+    Order 0 is the row as given; the others are random permutations of it (:func:`permuted_orders`).
+    """
+    orders = permuted_orders(multisets, num_orders, seed)
+    probs = predictive_by_order(predictive, orders)
     max_tv, sd = order_spread(probs)
     mean_tv, mcse_tv = mean_and_mcse(max_tv)
     return Exchangeability(
@@ -227,7 +240,7 @@ def updater_predictive(alpha, decay: float = 1.0, temperature: float = 1.0) -> P
     return predictive
 
 
-def task_predictive(loaded, task, batch_size: int = 32) -> Predictive:
+def task_predictive(loaded, task, batch_size: int = 32, strict: bool = False) -> Predictive:
     """The predictive of a transformers causal LM reading ``task``'s rendering, over its categories.
 
     ``loaded`` is a :class:`data.llm.LoadedModel` (SmolLM2, a wind-tunnel
@@ -235,6 +248,9 @@ def task_predictive(loaded, task, batch_size: int = 32) -> Predictive:
     the one :func:`data.llm.log_task` reads its last row from, and the
     predictive is the next-token distribution restricted to the category
     tokens and renormalised (what the ICL models see of a log without ``<other>``).
+    With ``strict`` the category probabilities are returned as they are, the
+    softmax over the whole vocabulary read at the category tokens (rows sum to
+    one less the mass on every other token).
     """
     import torch
 
@@ -261,7 +277,8 @@ def task_predictive(loaded, task, batch_size: int = 32) -> Predictive:
                 with torch.inference_mode():
                     logits = model(input_ids=input_ids, use_cache=False, **keep_last).logits[:, -1].double()
                 on_categories = torch.log_softmax(logits, dim=-1)[:, column_ids]
-                probs[batch] = torch.softmax(on_categories, dim=-1).cpu().numpy()
+                on_categories = on_categories.exp() if strict else torch.softmax(on_categories, dim=-1)
+                probs[batch] = on_categories.cpu().numpy()
         return probs
 
     return predictive
