@@ -1,4 +1,5 @@
-"""Column files: the categories of an LLM log, one per line (read by ``bayesmatrix log`` and ``import``)."""
+"""The text files a log is built from: column files (the categories of an LLM log, one per line, read by
+``bayesmatrix log`` and ``import``) and prompt files (``bayesmatrix log --prompts``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from pathlib import Path
 
 from bayesmatrix.data.atomic import check_input_file
+from bayesmatrix.data.catalog import resolve
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.llmlog import OTHER
 
@@ -57,3 +59,33 @@ def read_columns(path: str | os.PathLike) -> list[tuple[int, str]]:
     if not labels:
         raise InputError("no column labels (the file is empty)", file=file, field="columns")
     return labels
+
+
+def read_prompts(path: os.PathLike | str) -> list[str]:
+    """Prompts from a file: one per line (verbatim, blank lines skipped), or JSONL with a ``prompt`` field.
+
+    JSONL is recognised by a ``.jsonl`` extension or a first non-blank character ``{``. ``path`` may be
+    the shipped corpus's name, ``"corpus:prompts"`` (``bayesmatrix.data.catalog``).
+    """
+    path = resolve(path, field="prompts")
+    file = str(path)
+    text = read_text(path, "prompts")
+    lines = text.split("\n")
+    jsonl = Path(path).suffix == ".jsonl" or text.lstrip().startswith("{")
+    prompts = []
+    for number, line in enumerate(lines, start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        if jsonl:
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise InputError(f"line {number} is not JSON ({error.msg})", file=file, field="prompt") from None
+            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                raise InputError(f"line {number} has no string field 'prompt'", file=file, field="prompt")
+            line = record["prompt"]
+        prompts.append(line)
+    if not prompts:
+        raise InputError("no prompts (the file is empty)", file=file, field="prompt")
+    return prompts

@@ -15,29 +15,35 @@ The package is split by what each part does:
   and :func:`run_log`, the checked, resumable run behind ``bayesmatrix log``.
 """
 
-from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, UnfinishedRunError
-from bayesmatrix.data.llm.drivers import log_prompts, log_task, read_prompts, run_log
-from bayesmatrix.data.llm.forward import RowOptions, category_probs, next_token_logprobs
-from bayesmatrix.data.llm.loading import (
-    DEFAULT_MODEL,
-    DTYPES,
-    SMOLLM2_FILE,
-    SMOLLM2_PACKAGE,
-    LoadedModel,
-    files_sha256,
-    load_model,
-)
-from bayesmatrix.data.llm.rendering import (
-    CategoryTokens,
-    EpisodeTokens,
-    PackedEpisode,
-    column_token_ids,
-    episode_tokens,
-    pack_alternatives,
-    prompt_tokens,
-    task_category_tokens,
-    task_column_ids,
-)
+import importlib
+
+# Each public name and the module it lives in. They load on first use (PEP 562), so the parts that
+# need no torch (the checkpoint, the server client, read_prompts) import without it.
+_HOMES = {
+    "checkpoint": ("DEFAULT_CHECKPOINT_EVERY", "PARTIAL_SUFFIX", "Checkpoint", "UnfinishedRunError"),
+    "drivers": ("log_prompts", "log_task", "run_log"),
+    "forward": ("RowOptions", "category_probs", "next_token_logprobs"),
+    "loading": ("DEFAULT_MODEL", "DTYPES", "SMOLLM2_FILE", "SMOLLM2_PACKAGE", "LoadedModel", "files_sha256",
+                "load_model"),
+    "rendering": ("CategoryTokens", "EpisodeTokens", "PackedEpisode", "column_token_ids", "episode_tokens",
+                  "pack_alternatives", "prompt_tokens", "task_category_tokens", "task_column_ids"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name == "read_prompts":
+        from bayesmatrix.data.columns import read_prompts
+
+        return read_prompts
+    if name not in _HOME_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME_OF[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CategoryTokens",

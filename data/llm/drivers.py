@@ -25,8 +25,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from bayesmatrix.data.catalog import resolve
-from bayesmatrix.data.columns import read_columns, read_text
+from bayesmatrix.data.columns import read_columns, read_prompts
 from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
 from bayesmatrix.data.llm.forward import RowOptions, _forward, _read_rows, category_probs
@@ -250,36 +249,6 @@ def _topk_columns(loaded, tokenized, topk, batch_size, checkpoint, progress) -> 
     for token, p in zip(found["ids"].ravel().tolist(), found["probs"].ravel().tolist()):
         mass[token] = mass.get(token, 0.0) + p
     return sorted(mass, key=lambda token: (-mass[token], token))
-
-
-def read_prompts(path: os.PathLike | str) -> list[str]:
-    """Prompts from a file: one per line (verbatim, blank lines skipped), or JSONL with a ``prompt`` field.
-
-    JSONL is recognised by a ``.jsonl`` extension or a first non-blank character ``{``. ``path`` may be
-    the shipped corpus's name, ``"corpus:prompts"`` (``bayesmatrix.data.catalog``).
-    """
-    path = resolve(path, field="prompts")
-    file = str(path)
-    text = read_text(path, "prompts")
-    lines = text.split("\n")
-    jsonl = Path(path).suffix == ".jsonl" or text.lstrip().startswith("{")
-    prompts = []
-    for number, line in enumerate(lines, start=1):
-        line = line.removesuffix("\r")
-        if not line.strip():
-            continue
-        if jsonl:
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise InputError(f"line {number} is not JSON ({error.msg})", file=file, field="prompt") from None
-            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-                raise InputError(f"line {number} has no string field 'prompt'", file=file, field="prompt")
-            line = record["prompt"]
-        prompts.append(line)
-    if not prompts:
-        raise InputError("no prompts (the file is empty)", file=file, field="prompt")
-    return prompts
 
 
 def _reproducibility_attrs(loaded: LoadedModel, seed: int, batch_size: int, options: RowOptions, mode: str):
