@@ -151,6 +151,15 @@ def an_evaluation(out: Path, completed: Completed) -> None:
     assert evaluation["mean_strict_kl_bits_trained"] > evaluation["mean_kl_bits_trained"] > 0  # the headline
 
 
+def an_order_table(out: Path, completed: Completed) -> None:
+    import pandas as pd
+
+    [row] = pd.read_csv(out).to_dict("records")
+    assert row["task"] == "windtunnel-dirichlet" and (row["multisets"], row["orders"], row["examples"]) == (3, 3, 4)
+    assert row["order_variance"] > 0 and row["averaged_strict_kl_bits"] <= row["raw_strict_kl_bits"]
+    assert completed.stdout.strip().splitlines()[-1] == f"wrote {out}"
+
+
 def a_demo_folder(out: Path, completed: Completed) -> None:
     """The quick demo end to end: its summary, a complete self-contained report and demo.json."""
     from tests.analysis.test_report import assert_self_contained, decoded_images
@@ -194,6 +203,19 @@ def a_study(out: Path, completed: Completed) -> None:
     assert (out / "continuity.png").stat().st_size > 0
 
 
+def a_model_study(out: Path, completed: Completed) -> None:
+    """A study of one wind tunnel: its table, figure and the finished model's measures."""
+    import pandas as pd
+
+    [row] = pd.read_csv(out / "study.csv").to_dict("records")
+    assert row["model"] == "windtunnel:dirichlet" and row["parameters"] == 99520
+    assert row["decay_low"] <= row["decay"] <= row["decay_high"]
+    assert row["loo_verdict"] == "not distinguishable" or row["loo_verdict"].startswith("LOO prefers")
+    assert (out / "study.png").stat().st_size > 0
+    assert json.loads((out / "models" / "windtunnel-dirichlet" / "measures.json").read_text())["row"]["model"]
+    assert completed.stdout.strip().splitlines()[-1] == f"wrote {out / 'study.csv'} and {out / 'study.png'}"
+
+
 def an_sbc_report(out: Path, completed: Completed) -> None:
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["model"] == "matrix" and report["replications"] == 2
@@ -202,6 +224,7 @@ def an_sbc_report(out: Path, completed: Completed) -> None:
 
 slow = (pytest.mark.slow,)
 llm = (pytest.mark.llm,)  # runs an LLM, or reads what one logged: needs the llm extra
+study = (pytest.mark.study,)  # a study end to end: make test-studies
 
 # Tiny settings, taken from the tests that check each command in depth.
 TABLE = [
@@ -253,6 +276,9 @@ TABLE = [
         "windtunnel-trained", a_trained_folder, marks=llm),
     Row("windtunnel_eval", ("windtunnel", "eval"), ("{windtunnel_train}", "--sequences", "50", "--out", "{out}"),
         "evaluation.json", an_evaluation, marks=llm),
+    Row("order", ("order",),
+        ("{windtunnel_train}", "--multisets", "3", "--orders", "3", "--examples", "4", "--out", "{out}"),
+        "order.csv", an_order_table, marks=llm),
     Row("corpus", ("corpus",), ("--out", "{out}", "--doc-prompts", "5", "--seed", "3"), "prompts.jsonl", a_corpus),
     Row("embedding", ("embedding",),
         ("{log}", "--out", "{out}", "--ranks", "1", "--columns", "0", "--features", "4", "--pairs", "50",
@@ -264,6 +290,12 @@ TABLE = [
         marks=slow),
     # The quickest demo loads SmolLM2 (over a minute); its row checks the whole report.
     Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=slow + llm),
+    # one wind tunnel through every stage of a study: log, four NUTS fits, the consistency checks
+    Row("study", ("study",),
+        ("--task", "windtunnel-dirichlet", "--models", "windtunnel:dirichlet", "--episodes", "4", "--length", "6",
+         "--num-warmup", "30", "--num-samples", "30", "--multisets", "2", "--orders", "2", "--paths", "2",
+         "--path-length", "2", "--out", "{out}"),
+        "study-out", a_model_study, marks=study + llm),
 ]
 ROWS = {row.id: row for row in TABLE}
 # Commands whose end-to-end run, in its own process, lives in another test file, because
