@@ -17,7 +17,8 @@ and windtunnel-dirichlet and windtunnel-mixture for a wind-tunnel model) with
 Through a server: --server URL logs the same prompts and tasks from an
 OpenAI-compatible completions server (vLLM, llama.cpp; README.md, "Logging
 through a server"), --model naming the model it serves; one request per
-episode, --concurrency at a time, retried on 429/5xx and timeouts.
+episode, --concurrency at a time, retried on 429/5xx and timeouts. A chat task is
+rendered here by --tokenizer's chat template and sent as text.
 
 Progress is checkpointed in OUT.partial/; rerun the same command after a crash to
 resume (--restart discards it).
@@ -98,6 +99,10 @@ def register(subparsers) -> None:
                         "exponential backoff")
     server.add_argument("--server-timeout", dest="timeout", type=float, default=120.0, metavar="SECONDS",
                         help="seconds one request may take")
+    server.add_argument("--tokenizer", metavar="MODEL",
+                        help="a chat task: the local tokenizer whose chat template renders it before it is sent (a "
+                        "shipped name such as smollm2, a model folder, a .gguf file, whose tokenizer.chat_template "
+                        "is read, or a hub id)")
     p.set_defaults(run=_run)
 
 
@@ -132,8 +137,12 @@ def _what_to_log(args: argparse.Namespace) -> dict:
 
 
 def _run_local(args: argparse.Namespace):
+    from bayesmatrix.data.errors import InputError
     from bayesmatrix.data.llm import run_log
 
+    if args.tokenizer is not None:
+        raise InputError("applies to logging through --server only (locally the model's own tokenizer renders a "
+                         "chat task)", field="tokenizer")  # fmt: skip
     return run_log(
         args.out,
         model=args.model,
@@ -165,7 +174,7 @@ def _run_server(args: argparse.Namespace):
     server = Server(args.server, args.model, api_key=os.environ.get(args.api_key_env) or None, api=args.api,
                     top_logprobs=args.top_logprobs, concurrency=args.concurrency, timeout=args.timeout,
                     retries=args.retries)
-    return run_server_log(args.out, server, **_what_to_log(args))
+    return run_server_log(args.out, server, tokenizer=args.tokenizer, **_what_to_log(args))
 
 
 def _parse_framing(texts: list[str]) -> dict[str, tuple[str, ...]]:

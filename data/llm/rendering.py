@@ -145,7 +145,7 @@ def _pieces(tokenizer, ids: Sequence[int]) -> str:
     return repr([tokenizer.decode([i]) for i in ids])
 
 
-def _lead(tokenizer, task: Task) -> tuple[str | None, bool]:
+def task_lead(tokenizer, task: Task) -> tuple[str | None, bool]:
     """The text before the observations (None: the task's own) and whether the tokenizer adds special tokens.
 
     A chat task renders its instruction and header as the user turn and
@@ -171,7 +171,7 @@ def _place_observations(tokenizer, task: Task, observations: Sequence[int]):
     last ending with the symbol (not ``" H,"``), and at least one token before
     it to read the prediction at.
     """
-    lead, special = _lead(tokenizer, task)
+    lead, special = task_lead(tokenizer, task)
     text, spans = task.render(observations, lead)
     encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=special)
     token_ids, offsets = encoded["input_ids"], encoded["offset_mapping"]

@@ -18,6 +18,17 @@ top ``top_logprobs``, and otherwise a request of its own (the prefix followed
 by the category, echoed). Nothing the server did not report is set to 0; each
 row's ``reported_mass`` is the probability the server reported at the read.
 
+Two kinds of task need more than the server's tokens (README.md, "Logging through a server"):
+
+- a chat task (``chat = true``) is rendered here, by a local tokenizer's chat
+  template (:func:`~bayesmatrix.data.llm.rendering.task_lead`, the local
+  logger's own rendering), and sent as text; the template's special tokens,
+  which servers echo as empty text or leave out, are placed by their text;
+- where one category is a prefix of another ("1" and "10"), every category is
+  extended by the text after it in the observation format (the ``","`` of
+  ``" {},"``), as the local logger extends them by the token after it
+  (``category_rule`` :data:`~bayesmatrix.data.llm.rendering.PRODUCT_WITH_FOLLOWING`).
+
 Requests run ``concurrency`` at a time; 429s, 5xx answers, timeouts, dropped
 connections, malformed or truncated bodies are retried with exponential
 backoff, then end the run with one :class:`~bayesmatrix.data.errors.InputError`.
@@ -50,7 +61,9 @@ from bayesmatrix.data.columns import read_columns
 from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.importers import prompt_position_logprobs, prompt_tokens_of
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
-from bayesmatrix.data.llm.drivers import read_prompts
+from bayesmatrix.data.columns import read_prompts
+from bayesmatrix.data.llm.loading import load_tokenizer
+from bayesmatrix.data.llm.rendering import PRODUCT, PRODUCT_WITH_FOLLOWING, task_lead
 from bayesmatrix.data.llmlog import OTHER, make_log, write_log
 from bayesmatrix.data.tasks import Task, draw_episode, get_task
 
@@ -128,10 +141,17 @@ class PromptToken(NamedTuple):
 
 
 class _Client:
-    """Completions requests with retries, and the continuation requests an episode needs (cached)."""
+    """Completions requests with retries, and the continuation requests an episode needs (cached).
 
-    def __init__(self, server: Server):
+    ``specials`` are the texts of a chat template's special tokens (``"<|im_start|>"``): a prompt
+    holding them is sent with ``add_special_tokens: false`` (the template wrote them; vLLM reads the
+    field, other servers ignore it), and where the server echoes one as empty text or leaves it out,
+    the tokens around it are placed by the prompt's text.
+    """
+
+    def __init__(self, server: Server, specials: Sequence[str] = ()):
         self.server = server
+        self.specials = tuple(sorted((s for s in set(specials) if s), key=len, reverse=True))
         self._cache: dict[tuple[str, str], Future] = {}
         self._lock = threading.Lock()
 
@@ -142,7 +162,9 @@ class _Client:
             body.update(echo=True, logprobs=self.server.top_logprobs)
         else:
             body.update(prompt_logprobs=self.server.top_logprobs)
-        return _prompt_positions(self.post(body), prompt, self.server.endpoint, row)
+        if self.specials:
+            body.update(add_special_tokens=False)
+        return _prompt_positions(self.post(body), prompt, self.server.endpoint, row, self.specials)
 
     def continuation(self, prefix: str, continuation: str, row: int = 0) -> tuple[float, dict[str, float]]:
         """log P(continuation | prefix) (the summed logprobs of its tokens in ``prefix + continuation``) and the
@@ -235,22 +257,68 @@ def _network_reason(error: Exception) -> str:
     return f"{type(what).__name__}: {what}" if str(what) else type(what).__name__
 
 
-def _prompt_positions(response: Mapping[str, Any], prompt: str, file: str, row: int) -> list[PromptToken]:
+def _prompt_positions(response: Mapping[str, Any], prompt: str, file: str, row: int,
+                      specials: Sequence[str] = ()) -> list[PromptToken]:  # fmt: skip
     """The prompt tokens of a completions response (echoed, or vLLM's ``prompt_logprobs``), placed in ``prompt``.
 
     Read with the importer's parsers (:mod:`bayesmatrix.data.importers`), one reading of a response for both.
+    ``specials`` (longest first) are texts of special tokens the server may echo as empty text or leave out.
     """
-    _check_echo_alignment(response, prompt, file, row)
+    visible = _without(prompt, specials)
+    _check_echo_alignment(response, visible, file, row)
     tops = prompt_position_logprobs(dict(response), file=file, row=row)
-    texts = prompt_tokens_of(dict(response), prompt=prompt, file=file, row=row)
+    try:
+        texts = prompt_tokens_of(dict(response), prompt=prompt, file=file, row=row)
+    except InputError:
+        if visible == prompt:
+            raise
+        # vLLM's prompt_logprobs without an echo: the first token is what the prompt holds before the others,
+        # whose text lacks the special tokens the server decoded as empty
+        texts = prompt_tokens_of(dict(response), prompt=visible, file=file, row=row)
     if "".join(texts) != prompt and texts and "".join(texts[1:]) == prompt:
         texts[0] = ""  # a BOS token the server decodes as text ("<s>") is no part of the prompt
-    if "".join(texts) != prompt:
+    offsets = _place(texts, prompt, specials)
+    if offsets is None:
         raise InputError(f"the prompt tokens the server returned spell {''.join(texts)[:60]!r}..., not the prompt "
                          f"sent ({prompt[:60]!r}...)", file=file, field="choices[0].logprobs.tokens", row=row)
-    offsets = np.cumsum([0] + [len(text) for text in texts[:-1]]).tolist()
-    return [PromptToken(text, int(offset), None if top is None else top.get(text), top)
+    return [PromptToken(text, offset, None if top is None else top.get(text), top)
             for text, offset, top in zip(texts, offsets, tops)]
+
+
+def _without(prompt: str, specials: Sequence[str]) -> str:
+    for special in specials:
+        prompt = prompt.replace(special, "")
+    return prompt
+
+
+def _place(texts: Sequence[str], prompt: str, specials: Sequence[str]) -> list[int] | None:
+    """Where each token text starts in ``prompt``, or None if they do not spell it.
+
+    A special token's text (one of ``specials``) that the tokens do not spell is stepped over: a server may
+    leave the token out (llama-cpp-python drops every token that is the model's BOS, such as ChatML's
+    ``<|im_start|>``) or echo it as empty text (its ``<|im_end|>``).
+    """
+
+    def special_at(position: int) -> str | None:
+        return next((s for s in specials if prompt.startswith(s, position)), None)
+
+    offsets, position = [], 0
+    for text in texts:
+        if not text:
+            offsets.append(position)
+            skipped = special_at(position)
+            position += len(skipped) if skipped is not None else 0
+            continue
+        while not prompt.startswith(text, position):
+            skipped = special_at(position)
+            if skipped is None:
+                return None
+            position += len(skipped)
+        offsets.append(position)
+        position += len(text)
+    while position < len(prompt) and (skipped := special_at(position)) is not None:
+        position += len(skipped)
+    return offsets if position == len(prompt) else None
 
 
 def _check_echo_alignment(response: Mapping[str, Any], prompt: str, file: str, row: int) -> None:
@@ -301,6 +369,7 @@ def server_log_task(
     checkpoint: Checkpoint | None = None,
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
+    tokenizer: Any = None,
 ) -> xr.Dataset:
     """Log ``episodes`` ICL episodes of ``task`` through ``server``: the log :func:`~bayesmatrix.data.llm.log_task` writes.
 
@@ -308,10 +377,15 @@ def server_log_task(
     and ``context_counts``; column ``i`` is category ``i`` as the observation
     format writes it (``" H"``), then ``<other>``, every ``col_token_id`` -1
     (the server speaks text). ``reported_mass`` is each row's reported top-k mass.
+    A chat task is rendered by ``tokenizer``'s chat template (a transformers
+    tokenizer, :func:`~bayesmatrix.data.llm.loading.load_tokenizer`), exactly as the
+    local logger renders it; categories one of which begins another are each
+    read followed by the observation format's text after the category.
     """
-    _check_task(task)
+    extension = _category_extension(task)
+    leads = _chat_leads(task, tokenizer)
     _check_counts(episodes, length)
-    client = _Client(server)
+    client = _Client(server, _special_texts(tokenizer) if task.chat else ())
     levels = task.framings()
     n_categories = len(task.categories)
     before = task.observation.split("{}")[0]
@@ -319,13 +393,14 @@ def server_log_task(
     def episode_rows(e: int) -> dict[str, np.ndarray]:
         observations = list(draw_episode(task, length, seed, e))
         level = levels[e % len(levels)]
-        text, spans = level.render(observations + [0])  # read K sits before a probe of category 0
+        # read K sits before a probe of category 0
+        text, spans = level.render(observations + [0], leads[e % len(levels)])
         tokens = client.prompt_tokens(text, e)
         probs = np.zeros((length + 1, n_categories + 1))
         reported = np.zeros(length + 1)
         prompts = []
         for k, (span, observed) in enumerate(zip(spans, observations + [0])):
-            first, stop = _observation_tokens(tokens, span, text, k, task)
+            first, stop = _observation_tokens(tokens, span, text, k, task, span.symbol_end + len(extension))
             prefix = text[: tokens[first].offset]
             top = tokens[first].top or {}
             reported[k] = float(np.sum(np.exp(list(top.values())))) if top else 0.0
@@ -333,7 +408,7 @@ def server_log_task(
                 if c == observed:
                     logprob = sum(tokens[t].logprob for t in range(first, stop))
                 else:
-                    continuation = text[tokens[first].offset : span.symbol_start] + symbol
+                    continuation = text[tokens[first].offset : span.symbol_start] + symbol + extension
                     logprob = top[continuation] if continuation in top else client.continuation(
                         prefix, continuation, e)[0]
                 probs[k, c] = math.exp(logprob)
@@ -356,22 +431,51 @@ def server_log_task(
         prompt=[str(prompt) for prompt in rows.pop("prompt")],
         **rows,
         **_server_attrs(server, seed, mode="task"),
-        category_rule="product",
+        category_rule=PRODUCT_WITH_FOLLOWING if extension else PRODUCT,
+        category_following=extension or None,
         framing_levels=json.dumps([dict(level.values) for level in levels]) if task.framing else None,
         **(attrs or {}),
     )
 
 
-def _check_task(task: Task) -> None:
-    if task.chat:
-        raise InputError(f"task {task.name!r} renders through the model's chat template, which a completions "
-                         "server does not apply to a prompt; log it locally", field="task")  # fmt: skip
+def _category_extension(task: Task) -> str:
+    """The text every category is read followed by: ``""``, or where one category begins another, the
+    observation format's text after the category (the local logger's rule in text: it extends them by the
+    token after)."""
     symbols = task.categories
-    for a in symbols:
-        for b in symbols:
-            if a != b and b.startswith(a):
-                raise InputError(f"task {task.name!r}: category {a!r} is a prefix of {b!r}, so their continuations "
-                                 "overlap; log it locally (which extends them by the text after)", field="task")
+    prefixed = next(((a, b) for a in symbols for b in symbols if a != b and b.startswith(a)), None)
+    if prefixed is None:
+        return ""
+    shorter, longer = prefixed
+    after = task.observation.split("{}")[1]
+    where = {"file": task.source, "field": "categories"} if task.source is not None else {"field": "task"}
+    if not after:
+        raise InputError(f"task {task.name!r}: category {shorter!r} is a prefix of {longer!r}, and the observation "
+                         f"format {task.observation!r} has no text after the category to tell them apart by",
+                         **where)  # fmt: skip
+    still = next(((a, b) for a in symbols for b in symbols if a != b and (b + after).startswith(a + after)), None)
+    if still is not None:
+        raise InputError(f"task {task.name!r}: category {still[0]!r} followed by {after!r} is still a prefix of "
+                         f"{still[1]!r}, so their probabilities cannot be told apart", **where)  # fmt: skip
+    return after
+
+
+def _chat_leads(task: Task, tokenizer: Any) -> list[str | None]:
+    """Per framing level, the text before the observations: the chat template's rendering for a chat task
+    (the local logger's :func:`~bayesmatrix.data.llm.rendering.task_lead`), None (the task's own) otherwise."""
+    if not task.chat:
+        return [None] * len(task.framings())
+    if tokenizer is None:
+        raise InputError(f"task {task.name!r} renders through a chat template, which a completions server does not "
+                         "apply: name a local tokenizer that has it (a model folder, a .gguf file or a shipped "
+                         "model's name)", field="tokenizer")  # fmt: skip
+    return [task_lead(tokenizer, level)[0] for level in task.framings()]
+
+
+def _special_texts(tokenizer: Any) -> tuple[str, ...]:
+    """The texts of the tokenizer's special tokens (a chat template writes them into the prompt)."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return tuple({*tokenizer.all_special_tokens, *(token.content for token in added.values() if token.special)})
 
 
 def _check_counts(episodes: int, length: int) -> None:
@@ -380,12 +484,13 @@ def _check_counts(episodes: int, length: int) -> None:
             raise InputError(f"must be at least {minimum}, not {value}", field=name)
 
 
-def _observation_tokens(tokens, span, text: str, k: int, task: Task) -> tuple[int, int]:
-    """The tokens spelling observation ``k``: starting within its piece, ending with its symbol."""
+def _observation_tokens(tokens, span, text: str, k: int, task: Task, end: int) -> tuple[int, int]:
+    """The tokens spelling observation ``k``: starting within its piece, ending at ``end`` (its symbol's end, or
+    the end of the text the categories are extended by)."""
     start = next((t for t, token in enumerate(tokens) if token.offset + len(token.text) > span.symbol_start), None)
-    located = None if start is None else _tokens_between(tokens, tokens[start].offset, span.symbol_end)
+    located = None if start is None else _tokens_between(tokens, tokens[start].offset, end)
     if located is None or located[0] == 0 or not span.piece_start <= tokens[located[0]].offset <= span.symbol_start:
-        pieces = [token.text for token in tokens if token.offset < span.symbol_end and
+        pieces = [token.text for token in tokens if token.offset < end and
                   token.offset + len(token.text) > span.symbol_start]  # fmt: skip
         raise InputError(f"task {task.name!r}: the server tokenizes observation {k} of {text[:80]!r}... as "
                          f"{pieces!r}, not as tokens of its own, so it cannot be read there", field="task")
@@ -485,11 +590,16 @@ def run_server_log(
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     restart: bool = False,
     progress: bool = True,
+    tokenizer: str | None = None,
 ) -> Path:
     """Check the inputs, log through ``server`` with checkpoints and write ``out`` atomically (``bayesmatrix log``).
 
     The arguments are those of :func:`~bayesmatrix.data.llm.run_log` (prompts
-    mode takes a column file). The manifest of ``out.partial/`` holds the model
+    mode takes a column file). ``tokenizer`` names the local tokenizer whose
+    chat template renders a chat task (a model as :func:`~bayesmatrix.data.llm.loading.load_tokenizer`
+    takes it: a shipped name, a model folder, a ``.gguf`` file, whose
+    ``tokenizer.chat_template`` is read, or a hub id); only a chat task takes one.
+    The manifest of ``out.partial/`` holds the model
     name, the API and ``top_logprobs`` but not the URL, so a run resumes against
     a restarted server at another address; ``concurrency`` does not change the log.
     """
@@ -508,10 +618,19 @@ def run_server_log(
         the_task = get_task(task, labels, alpha)
         if framing:
             the_task = the_task.with_framing(framing)
-        _check_task(the_task)
+        _category_extension(the_task)
+        if tokenizer is not None and not the_task.chat:
+            raise InputError(f"renders a chat task's template; task {the_task.name!r} is not a chat task",
+                             field="tokenizer")  # fmt: skip
         _check_counts(episodes, length)
+        chat_tokenizer = None if tokenizer is None else load_tokenizer(tokenizer)
+        _chat_leads(the_task, chat_tokenizer)  # no tokenizer, or one without a chat template: refused here
         manifest.update(task=the_task.to_json(), episodes=episodes, length=length)
+        if tokenizer is not None:
+            manifest.update(tokenizer=tokenizer)
     else:
+        if tokenizer is not None:
+            raise InputError("renders a chat task's template; prompts are sent as they are", field="tokenizer")
         if labels is not None or alpha is not None or framing:
             raise InputError("labels, alpha and framing belong to task mode, not to prompts", field="labels")
         if columns is None:
@@ -526,7 +645,8 @@ def run_server_log(
     checkpoint.check()
     checkpoint.open()
     if task is not None:
-        ds = server_log_task(server, the_task, episodes, length, seed, checkpoint=checkpoint, progress=progress)
+        ds = server_log_task(server, the_task, episodes, length, seed, checkpoint=checkpoint, progress=progress,
+                             tokenizer=chat_tokenizer, attrs=None if tokenizer is None else {"tokenizer": tokenizer})
     else:
         ds = server_log_prompts(server, prompt_list, column_list, checkpoint=checkpoint, progress=progress)
     write_log(ds, out)

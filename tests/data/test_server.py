@@ -16,9 +16,11 @@ import pytest
 
 from bayesmatrix.cli import main
 from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.llm import log_task
+from bayesmatrix.data.llm.rendering import PRODUCT_WITH_FOLLOWING
 from bayesmatrix.data.llm.server import Server, _Client, _prompt_positions, run_server_log, server_log_task
 from bayesmatrix.data.llmlog import read_log
-from bayesmatrix.data.tasks import get_task
+from bayesmatrix.data.tasks import Task, draw_episode, get_task
 
 pytestmark = pytest.mark.llm  # bayesmatrix.data.llm imports torch
 
@@ -255,3 +257,185 @@ def test_an_echo_one_position_late_is_refused_in_one_line():
     with pytest.raises(InputError, match="one position late") as raised:
         _prompt_positions(recorded["response"], recorded["request"]["prompt"], "http://h/v1/completions", 3)
     assert raised.value.row == 3 and "add_bos_token=bool:true" in str(raised.value)
+
+
+# --------------------------------------------------------------------------- a server running a local model
+#
+# Chat tasks and categories one of which begins another, logged through a server that runs the same tiny model
+# as the local logger: both logs can be computed exactly, so they must agree to rounding.
+
+# ChatML without the newlines after <|im_end|> and the assistant's role: a word-level tokenizer has no token for
+# whitespace, which the fake server gives the token after it (a real one's newlines are tokens of their own:
+# tests/data/test_server_llama.py)
+CHAT_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>"
+                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant{% endif %}")
+DIGITS = ["[UNK]", "[PAD]", "<|im_start|>", "<|im_end|>", "user", "assistant", "Counts", "Tally", ":", ",", "0", "1",
+          "2"]
+
+
+def _digit_model(folder, chat_template: str | None = CHAT_TEMPLATE):
+    """A tiny GPT-2 over digits, each digit its own token (so "10" is "1" then "0"), with a ChatML-like template
+    whose BOS is ``<|im_start|>`` (as SmolLM2's)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from bayesmatrix.data.llm import load_model
+
+    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(DIGITS)}, unk_token="[UNK]"))
+    word_level.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
+                                                        pre_tokenizers.Digits(individual_digits=True)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=word_level, unk_token="[UNK]", pad_token="[PAD]",
+                                        bos_token="<|im_start|>", eos_token="<|im_end|>")
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    torch.manual_seed(3)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(DIGITS), n_positions=256, n_embd=32, n_layer=2,
+                               n_head=2)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return load_model(str(folder))
+
+
+@pytest.fixture(scope="module")
+def digit_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    return folder, _digit_model(folder)
+
+
+class ModelServer(FakeServer):
+    """A completions server running ``loaded`` (float64 softmax of its logits), answering as the real ones do.
+
+    ``echo`` requests get llama-cpp-python 0.3's answer: every token's text runs from the end of the token
+    before (so a space belongs to the word after it), a token that is the BOS is left out, another special
+    token is echoed as empty text, and offsets count the echoed text only. ``prompt_logprobs`` requests get
+    vLLM's, special tokens decoded as empty text. The server tokenizes as the tokenizer does, honouring
+    ``add_special_tokens``.
+    """
+
+    def __init__(self, loaded):
+        super().__init__(default="model")
+        self.loaded = loaded
+
+    def answer(self, body):
+        import torch
+
+        tokenizer = self.loaded.tokenizer
+        prompt = body["prompt"]
+        encoded = tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=body.get("add_special_tokens",
+                                                                                               True))  # fmt: skip
+        ids, spans = encoded["input_ids"], encoded["offset_mapping"]
+        with torch.no_grad():
+            logits = self.loaded.model(torch.tensor([ids])).logits[0].double()
+        logprobs = torch.log_softmax(logits, dim=-1).numpy()  # (tokens, vocab): the distribution after each
+        special = set(tokenizer.all_special_ids)
+        ends = [0] + [end for _, end in spans]
+        # the text before each token (and a space before the generated one)
+        gaps = [prompt[ends[t] : start] for t, (start, _) in enumerate(spans)] + [" "]
+        texts = ["" if i in special else prompt[ends[t] : ends[t + 1]] for t, i in enumerate(ids)]
+        generated = int(np.argmax(logprobs[-1]))
+
+        def text_of(t: int, token: int) -> str:
+            return "" if token in special else gaps[t] + tokenizer.convert_ids_to_tokens(token)
+
+        def alternatives(t: int, k: int) -> list[int]:  # the top k after token t - 1
+            return [int(i) for i in np.argsort(-logprobs[t - 1], kind="stable")[:k]]
+
+        k = body.get("logprobs") or body.get("prompt_logprobs")
+        usage = {"prompt_tokens": len(ids), "completion_tokens": 1, "total_tokens": len(ids) + 1}
+        if "prompt_logprobs" in body:
+            entries = [None]
+            for t in range(1, len(ids)):
+                own, top = ids[t], alternatives(t, k)
+                entries.append({str(i): {"logprob": float(logprobs[t - 1, i]), "rank": int(np.sum(logprobs[t - 1] >
+                                         logprobs[t - 1, i])) + 1, "decoded_token": text_of(t, i)}
+                                for i in [own] + [i for i in top if i != own]})  # fmt: skip
+            return {"object": "text_completion", "usage": usage, "choices": [
+                {"index": 0, "text": DIGITS[generated], "logprobs": None, "prompt_logprobs": entries}]}
+        kept = [t for t, i in enumerate(ids) if i != tokenizer.bos_token_id]
+        tokens, offsets, token_logprobs, tops = [], [], [], []
+        for t in kept + [len(ids)]:
+            own = ids[t] if t < len(ids) else generated
+            tokens.append(texts[t] if t < len(ids) else text_of(t, generated))
+            offsets.append(sum(len(text) for text in tokens[:-1]))
+            token_logprobs.append(float(logprobs[t - 1, own]) if t > 0 else None)
+            top = {text_of(t, i): float(logprobs[t - 1, i]) for i in alternatives(t, k)} if t > 0 else None
+            tops.append(None if top is None else {**top, tokens[-1]: token_logprobs[-1]})
+        token_logprobs[0], tops[0] = None, None  # the OpenAI API's first token, whatever it is
+        return {"object": "text_completion", "usage": usage, "choices": [{"index": 0, "text": tokens[-1], "logprobs": {
+            "tokens": tokens, "text_offset": offsets, "token_logprobs": token_logprobs, "top_logprobs": tops}}]}
+
+
+def _digits(chat: bool, categories=("1", "10")) -> Task:
+    return Task("digits", tuple(categories), "Counts:", " {},", instruction="Tally " if chat else "", chat=chat)
+
+
+@pytest.mark.parametrize("api", ["echo", "prompt_logprobs"])
+@pytest.mark.parametrize("chat, categories", [(False, ("1", "10")), (True, ("1", "2")), (True, ("10", "1", "2"))])
+def test_chat_and_prefix_tasks_through_a_server_equal_the_local_log(digit_model, api, chat, categories):
+    folder, loaded = digit_model
+    task = _digits(chat, categories)
+    episodes, length = 2, 4
+    local = log_task(loaded, task, episodes, length, seed=1)
+    with ModelServer(loaded) as fake:
+        through = server_log_task(_server(fake.url, api=api, top_logprobs=2), task, episodes, length, seed=1,
+                                  tokenizer=loaded.tokenizer if chat else None)
+        sent = [request["body"] for request in fake.requests]
+    assert list(through["prompt"].values) == list(local["prompt"].values)
+    np.testing.assert_array_equal(through["context_counts"].values, local["context_counts"].values)
+    np.testing.assert_allclose(through["probs"].values, local["probs"].values, rtol=1e-6, atol=1e-9)
+    prefixed = len(categories) == 3 or not chat
+    if prefixed:
+        assert through.attrs["category_rule"] == local.attrs["category_rule"] == PRODUCT_WITH_FOLLOWING
+    else:  # the server does not see the categories' tokens before reading them: a product, perhaps of one
+        assert (through.attrs["category_rule"], local.attrs["category_rule"]) == ("product", "single-token")
+    assert through.attrs.get("category_following") == ("," if prefixed else None)
+    # the text sent is the local logger's rendering: the chat template's turn, then the observations
+    lead = loaded.tokenizer.apply_chat_template([{"role": "user", "content": "Tally Counts:"}],
+                                                add_generation_prompt=True, tokenize=False) if chat else None
+    episode_texts = {task.render(list(draw_episode(task, length, 1, e)) + [0], lead)[0] for e in range(episodes)}
+    assert episode_texts <= {body["prompt"] for body in sent}
+    assert all(body.get("add_special_tokens") is (False if chat else None) for body in sent)
+    if prefixed:  # a continuation asked for on its own carries the text after the category
+        assert any(body["prompt"].endswith((" 10,", " 1,")) and body["prompt"] not in episode_texts for body in sent)
+
+
+@pytest.mark.parametrize("observation, message", [(" {}", "has no text after the category"),
+                                                  (" {}0", "followed by '0' is still a prefix of '10'")])
+def test_prefix_categories_that_cannot_be_told_apart_in_text_are_refused(observation, message):
+    task = Task("digits", ("1", "10"), "Counts:", observation)
+    with pytest.raises(InputError, match=message) as raised:
+        server_log_task(_server("http://127.0.0.1:1"), task, 1, 1)
+    assert raised.value.field == "task"
+
+
+def test_cli_logs_a_chat_task_file_through_a_server_with_a_local_tokenizer(digit_model, tmp_path, capsys):
+    folder, loaded = digit_model
+    task_file = tmp_path / "digits.toml"
+    task_file.write_text('name = "digits"\ncategories = ["1", "10"]\ninstruction = "Tally "\nheader = "Counts:"\n'
+                         'observation = " {},"\nchat = true\n')
+    out = tmp_path / "log.nc"
+    command = ["log", "--server", None, "--model", "digits", "--task", str(task_file), "--episodes", "2",
+               "--length", "3", "--out", str(out), "--server-topk", "1"]
+    assert main([*command[:2], "http://127.0.0.1:1", *command[3:]]) == 2  # refused before any request
+    err = capsys.readouterr().err
+    assert "field '--tokenizer'" in err and "chat template" in err and len(err.strip().splitlines()) == 1
+    with ModelServer(loaded) as fake:
+        assert main([*command[:2], fake.url, *command[3:], "--tokenizer", str(folder)]) == 0
+    through = read_log(out)
+    local = log_task(loaded, get_task(str(task_file)), 2, 3, seed=0)
+    np.testing.assert_allclose(through["probs"].values, local["probs"].values, rtol=1e-6, atol=1e-9)
+    assert through.attrs["tokenizer"] == str(folder) and through.attrs["category_rule"] == PRODUCT_WITH_FOLLOWING
+
+
+def test_tokenizer_is_refused_where_it_renders_nothing(digit_model, tmp_path, capsys):
+    folder, _ = digit_model
+    out = str(tmp_path / "x.nc")
+    plain = main(["log", "--server", "http://127.0.0.1:1", "--task", "coin", "--tokenizer", str(folder), "--out", out])
+    assert plain == 2 and "is not a chat task" in capsys.readouterr().err
+    local = main(["log", "--task", "coin-words-chat", "--tokenizer", str(folder), "--out", out])
+    assert local == 2 and "through --server only" in capsys.readouterr().err
+    no_template = tmp_path / "no-template"
+    _digit_model(no_template, chat_template=None)
+    with pytest.raises(InputError, match="chat template, but this tokenizer has none"):
+        run_server_log(out, _server("http://127.0.0.1:1"), task="coin-words-chat", tokenizer=str(no_template))
+    assert not Path(f"{out}.partial").exists()
