@@ -35,7 +35,7 @@ from bayesmatrix.data.tasks import windtunnel_task
 from bayesmatrix.data.windtunnel.worlds import context_counts, held_out_rng
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = ("dirichlet", "mixture", "dirichlet-window4", "dirichlet-window1", "dirichlet-gpt2")
+SHIPPED = ("dirichlet", "mixture", "dirichlet-window4", "dirichlet-window1", "dirichlet-gpt2", "dirichlet-nope")
 
 
 def polya_sequence_probability(tokens, alpha):
@@ -425,6 +425,25 @@ def test_mixture_world_task_draws_from_its_components():
         get_task("windtunnel-dirichlet", alpha=[1, 1, 1])
     with pytest.raises(InputError, match="windtunnel-mixture"):
         get_task("windtunnel-nothing")
+
+
+def test_shipped_nope_model_loads_back_as_the_model_it_was_built_as():
+    from bayesmatrix.data.windtunnel.modeling import count_parameters
+
+    trained = load("windtunnel:dirichlet-nope")
+    config = trained.model.config
+    assert trained.record["options"]["arch"] == "nope" and not any(config.no_rope_layers)
+    fresh = build_model(trained.world, "nope", None, max_positions=config.max_position_embeddings, seed=1).eval()
+    assert type(fresh) is type(trained.model) and count_parameters(fresh) == count_parameters(trained.model) == 99520
+    fresh.load_state_dict(trained.model.state_dict())  # strict: the same parameters, name for name
+    tokens = trained.world.sample(np.random.default_rng(7), 8, 32).tokens
+    inputs = input_ids(tokens, trained.world)
+    shuffled = torch.as_tensor(np.random.default_rng(8).permutation(32)[None].repeat(8, 0))
+    with torch.no_grad():
+        logits = trained.model(input_ids=inputs).logits
+        np.testing.assert_array_equal(fresh(input_ids=inputs).logits, logits)
+        # no position index anywhere: position ids in any order give the same logits
+        np.testing.assert_array_equal(trained.model(input_ids=inputs, position_ids=shuffled).logits, logits)
 
 
 def test_shipped_window_model_cannot_see_past_its_receptive_field():
