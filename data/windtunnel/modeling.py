@@ -12,9 +12,10 @@ Three architectures, all about 100k parameters (2 layers, 64 dimensions, 4 heads
 - ``nope``: no positional encoding, the Llama with its rotary embedding left
   out of every layer (``SmolLM3ForCausalLM`` with ``no_rope_layers`` all zero,
   otherwise the Llama's configuration and parameter count). Attention sees no
-  position index; only the causal mask tells a token how many came before it,
-  so with two or more layers the predictive can still depend on order (the
-  first layer's output at a position depends on the inputs up to it as a set).
+  position index; only the causal mask tells a token how many came before it.
+  The first layer's output at a position depends on the input there and on the
+  set of inputs before it; with two or more layers the later ones read those
+  outputs, each of its own prefix, so the predictive can still depend on order.
 
 A sliding attention window ``W`` (each token attends to itself and the ``W - 1``
 tokens before it) turns the Llama into ``MistralForCausalLM``, which is the same
