@@ -27,6 +27,8 @@ Sections:
    value and the TVDs by number of observations (:func:`framing_section`);
 5. whatever extra sections the caller adds (the demo adds the consistency
    checks and the Dirichlet-mixture approximation).
+6. with ``phenomena`` (a folder ``bayesmatrix phenomena`` wrote): one section per study, chain of
+   thought, long contexts and hallucination, each a table and a figure (:func:`phenomena_sections`).
 """
 
 from __future__ import annotations
@@ -790,6 +792,90 @@ def approximation_section(result, work_dir: Path) -> Section:
 
 
 # ---------------------------------------------------------------------------
+# The phenomena studies (``bayesmatrix phenomena``), a section each
+# ---------------------------------------------------------------------------
+
+
+def _interval_text(value: dict | None, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    return f"{value['mean' if 'mean' in value else 'auroc']:.{digits}f} [{value['low']:.{digits}f}, {value['high']:.{digits}f}]"
+
+
+def _study_caption(result: dict) -> str:
+    command = result.get("command") or ""
+    return (f"Model {result.get('model', '?')}; {result.get('seconds', '?')} s. Rerun: {command}" if command
+            else f"Model {result.get('model', '?')}.")  # fmt: skip
+
+
+def phenomena_sections(folder: os.PathLike | str, work_dir: Path) -> list[Section]:
+    """One section per study whose result file ``folder`` holds (``bayesmatrix phenomena``; README,
+    "Phenomena on SmolLM2"): a table of its numbers and its figure."""
+    from bayesmatrix.analysis.phenomena import read_study, studies_in
+    from bayesmatrix.analysis.plots.phenomena import plot_cot, plot_hallucination, plot_long_context
+
+    studies = studies_in(folder)
+    if not studies:
+        raise InputError("holds no study results (cot.json, long_context.json, hallucination.json)",
+                         file=str(folder), field="phenomena")  # fmt: skip
+    sections = []
+    for study in studies:
+        result = read_study(folder, study)
+        caption = html.escape(_study_caption(result))
+        if study == "cot":
+            rows = "".join(
+                f"<tr><th>{mode}</th><td>{_interval_text(s['accuracy'])}</td><td>{s['answered']}</td>"
+                f"<td>{s['mean_entropy_bits']:.2f} ± {s['mean_entropy_se']:.2f}</td>"
+                f"<td>{s['first_row_entropy_bits']:.2f} ± {s['first_row_entropy_se']:.2f}</td><td>{s['mean_tokens']:.0f}</td></tr>"
+                for mode, s in result["summary"].items()
+            )  # fmt: skip
+            body = ("<p>Two-step arithmetic questions, answered greedily through the chat template directly and "
+                    "step by step; the entropy of every next-token row along the answer, and whether the final "
+                    f"number is right.</p><p>{caption}</p><table><thead><tr><th>mode</th><th>accuracy</th>"
+                    "<th>answers with a number</th><th>mean entropy (bits/token)</th><th>first row (bits)</th>"
+                    f"<th>mean tokens</th></tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+            path = plot_cot(result, work_dir / "phenomena-cot.png")
+            sections.append(Section("Chain of thought: entropy along the answer", body,
+                                    [figure_from_file(path, "Entropy by generated token, and accuracy")]))  # fmt: skip
+        elif study == "long-context":
+            rows = "".join(
+                f"<tr><th>{c['placement']}</th><td>{c['inserted_tokens']}</td>"
+                f"<td>{c['stated_excess_bits']:.3f} ± {c['stated_excess_se']:.3f}</td>"
+                f"<td>{c['stated_excess_renormalised_bits']:.3f}</td><td>{c['other_mass']:.3f}</td>"
+                f"<td>{_interval_text(c['decay'])}</td><td>{_interval_text(c['temperature'])}</td></tr>"
+                for c in result["conditions"]
+            )  # fmt: skip
+            body = ("<p>Coin-flip episodes with unrelated text inserted before the episode or between its flips "
+                    "at the middle. Excess bits per step against exact Bayes with the task's stated prior (± its "
+                    "standard error over episodes; the renormalised figure forgives mass on other tokens), and "
+                    f"icl-general's decay and temperature by NUTS.</p><p>{caption}</p><table><thead><tr>"
+                    "<th>placement</th><th>inserted tokens</th><th>excess bits/step</th><th>renormalised</th>"
+                    "<th>mass off H/T</th><th>decay</th><th>temperature</th></tr></thead>"
+                    f"<tbody>{rows}</tbody></table>")  # fmt: skip
+            path = plot_long_context(result, work_dir / "phenomena-long-context.png")
+            sections.append(Section("Long contexts: excess bits and decay by inserted text", body,
+                                    [figure_from_file(path, "Excess bits and decay by inserted length")]))  # fmt: skip
+        else:
+            rows = "".join(
+                f"<tr><th>{group}</th><td>{s['prompts']}</td><td>{_interval_text(s['accuracy'])}</td>"
+                f"<td>{'–' if s['entropy_right_bits'] is None else format(s['entropy_right_bits'], '.2f')}</td>"
+                f"<td>{'–' if s['entropy_wrong_bits'] is None else format(s['entropy_wrong_bits'], '.2f')}</td>"
+                f"<td>{_interval_text(s['auroc_wrong'])}</td></tr>"
+                for group, s in result["summary"].items()
+            )  # fmt: skip
+            body = ("<p>The corpus's fact prompts against the shipped answer key: a greedy completion is right "
+                    "when it starts with an accepted answer. The entropy of the row at the answer position as a "
+                    "score for a wrong answer: its AUROC with DeLong's interval.</p>"
+                    f"<p>{caption}</p><table><thead><tr><th>group</th><th>prompts</th><th>accuracy</th>"
+                    "<th>entropy, right (bits)</th><th>entropy, wrong (bits)</th><th>AUROC for wrong</th></tr>"
+                    f"</thead><tbody>{rows}</tbody></table>")  # fmt: skip
+            path = plot_hallucination(result, work_dir / "phenomena-hallucination.png")
+            sections.append(Section("Hallucination: entropy as a signal of a wrong answer", body,
+                                    [figure_from_file(path, "ROC and entropy by group")]))  # fmt: skip
+    return sections
+
+
+# ---------------------------------------------------------------------------
 # The HTML file
 # ---------------------------------------------------------------------------
 
@@ -862,6 +948,7 @@ def build_report(
     num_draws: int = 200,
     progress: bool = False,
     stated_alpha=None,
+    phenomena: os.PathLike | str | None = None,
 ) -> ReportResult:
     """Read the runs (and logs), draw the figures and write the HTML report ``out`` atomically.
 
@@ -876,14 +963,15 @@ def build_report(
     that is not an LLM log, a ``model`` whose tokenizer does not match a log)
     raises :class:`InputError` before anything is written. ``progress`` shows a
     bar on stderr over the steps (after a second; tqdm). ``stated_alpha`` (C,) is the stated
-    prior of every ICL log's excess code length (default: each log's task ``alpha``).
+    prior of every ICL log's excess code length (default: each log's task ``alpha``). ``phenomena`` is a
+    folder of ``bayesmatrix phenomena`` results, one section each (:func:`phenomena_sections`).
     """
     from bayesmatrix.data.atomic import atomic_path
     from bayesmatrix.data.llmlog import read_log
     from bayesmatrix.inference.rundir import read_run
 
     out = Path(out)
-    if not run_dirs and not logs:
+    if not run_dirs and not logs and phenomena is None:
         raise InputError("nothing to report: give at least one run directory or LLM log")
     if out.is_dir():
         raise InputError(f"{out} is a directory; name the HTML file to write", field="out")
@@ -923,6 +1011,8 @@ def build_report(
         sections.extend(comparisons)
         sections.extend(step(f"diagnostics {Path(run.path).name}", diagnostics_section(run, work_dir)) for run in runs)
         sections.extend(step("extra section", make(work_dir)) for make in extra_sections)
+        if phenomena is not None:
+            sections.extend(phenomena_sections(phenomena, work_dir))
         document = render_html(title, sections, intro)
     bar.close()
     with atomic_path(out) as tmp:

@@ -20,7 +20,7 @@ LLM_EXTRA = ("torch", "transformers", "tokenizers", "gguf", "accelerate")
 """The packages of the ``llm`` extra (pyproject.toml), which only the commands that run an LLM need."""
 
 # Order of the subcommands in --help; a module not listed here comes last.
-ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "sbc", "embedding", "windtunnel", "corpus", "demo"]
+ORDER = ["log", "import", "simulate", "fit", "diagnose", "compare", "report", "sbc", "embedding", "windtunnel", "phenomena", "corpus", "demo"]
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):

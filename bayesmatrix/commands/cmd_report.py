@@ -11,7 +11,7 @@ def register(subparsers) -> None:
         "each RUN_DIR (failed checks flagged), a PSIS-LOO comparison of runs fitted to the same log, and, "
         "with --log, the pictures of the log: the instrumented LLM, its predictive against the fitted "
         "updaters, KL from exact Bayes and entropy by position, the excess code length by step, and a "
-        "posterior predictive check.",
+        "posterior predictive check; with --phenomena, the studies of `bayesmatrix phenomena`.",
     )
     p.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories written by `fit`")
     p.add_argument("--out", required=True, metavar="HTML", help="the report file to write")
@@ -24,6 +24,9 @@ def register(subparsers) -> None:
                    "tokenizer is loaded); default: each log's own model, where this machine has it")
     p.add_argument("--stated-alpha", metavar="A,B,...",
                    help="the stated prior of every ICL log's excess code length (default: each log's task alpha)")
+    p.add_argument("--phenomena", metavar="DIR",
+                   help="a folder `bayesmatrix phenomena` wrote: a section with a figure for each of its studies "
+                   "(chain of thought, long contexts, hallucination)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run)
 
@@ -37,6 +40,6 @@ def _run(args) -> int:
     logs = [resolve(log, field="log") for log in args.log]  # a shipped log by name, e.g. corpus:smollm2
     stated_alpha = None if args.stated_alpha is None else parse_floats(args.stated_alpha, "stated_alpha")
     result = build_report(args.runs, args.out, logs, title=args.title, model=args.model, progress=not args.quiet,
-                          stated_alpha=stated_alpha)  # fmt: skip
+                          stated_alpha=stated_alpha, phenomena=args.phenomena)  # fmt: skip
     print(f"wrote {result.path}")
     return 0
