@@ -47,6 +47,9 @@ def register(subparsers) -> None:
                        "next to nothing on <bos>, <pad> and <unk> (the strict score charges that mass)")
     train.add_argument("--eval-every", type=int, default=100, help="steps between learning-curve evaluations")
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    train.add_argument("--hidden-size", type=int, default=64, help="model width (the shipped models' 64)")
+    train.add_argument("--layers", dest="num_layers", type=int, default=2, help="transformer layers")
+    train.add_argument("--heads", dest="num_heads", type=int, default=4, help="attention heads (divide --hidden-size)")
     train.add_argument("--threads", type=int, default=1, help="torch threads")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
@@ -71,6 +74,7 @@ def register(subparsers) -> None:
     score.set_defaults(run=_eval)
 
     _register_loop(actions)
+    _register_sweep(actions)
 
 
 def _train(args) -> int:
@@ -90,6 +94,9 @@ def _train(args) -> int:
         outside_penalty=args.outside_penalty,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
     )
     result = train(options, args.out, threads=args.threads, progress=not args.quiet,
                    command=train_command(options, args.out))
@@ -117,6 +124,9 @@ _TRAIN_FLAGS = {
     "outside_penalty": "--outside-penalty",
     "eval_every": "--eval-every",
     "checkpoint_every": "--checkpoint-every",
+    "hidden_size": "--hidden-size",
+    "num_layers": "--layers",
+    "num_heads": "--heads",
 }
 
 
@@ -182,4 +192,53 @@ def _loop(args) -> int:
     settings = LoopSettings(episodes=args.episodes, observe=args.observe, num_warmup=args.num_warmup,
                             num_samples=args.num_samples, seed=args.seed)
     run_loop(args.out, settings)
+    return 0
+
+
+# Sweep flags that override a field of bayesmatrix.workflows.sweep.SweepSettings (the default or --quick recipe).
+_SWEEP_OVERRIDES = ("steps", "batch_size", "eval_sequences", "episodes", "num_chains", "num_warmup", "num_samples")
+
+
+def _register_sweep(actions) -> None:
+    sweep = actions.add_parser(
+        "sweep",
+        help="in-context learning against model size: train, score, log and fit seven sizes",
+        description="Train wind-tunnel Llamas of seven sizes (about 1e3 to 5e5 parameters, width and depth) on the "
+        "dirichlet world with one recipe (the same data stream, steps and batch), score each against the exact "
+        "predictive (strict KL by position, beyond the training length too), log each with `bayesmatrix log` and "
+        "fit icl and icl-general to the sampled tokens, each as its own process; then one table (sweep.csv), its "
+        "record (sweep.json) and one figure (sweep.png) of the Bayesian-ness measures against parameters, with the "
+        "smallest size whose updater reads as exact marked (README, \"Wind tunnel: a size sweep\"). Every step "
+        "is reused when OUT already holds it; training resumes from a size's checkpoint.",
+    )
+    sweep.add_argument("out", metavar="OUT", help="folder for the trained sizes, logs and runs (reused)")
+    sweep.add_argument("--results", metavar="DIR", help="folder for sweep.csv, sweep.json and sweep.png (default OUT)")
+    sweep.add_argument("--quick", action="store_true",
+                       help="two tiny sizes on a tiny recipe (40 steps, short logs and chains): a minute or two")
+    sweep.add_argument("--steps", type=int, help="optimiser steps per size (default 1000; 40 with --quick)")
+    sweep.add_argument("--batch-size", type=int, help="sequences per step (default 128; 32 with --quick)")
+    sweep.add_argument("--sequences", dest="eval_sequences", type=int,
+                       help="held-out sequences each size is scored on (default 2000; 200 with --quick)")
+    sweep.add_argument("--episodes", type=int, help="episodes logged per size (default 64; 8 with --quick)")
+    sweep.add_argument("--num-chains", type=int, help="chains per fit (default 2)")
+    sweep.add_argument("--num-warmup", type=int, help="NUTS warm-up steps per chain (default 200; 150 with --quick)")
+    sweep.add_argument("--num-samples", type=int, help="draws per chain (default 200; 150 with --quick)")
+    sweep.add_argument("--threads", type=int, default=1, help="torch threads")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    sweep.set_defaults(run=_sweep)
+
+
+def _sweep(args) -> int:
+    import dataclasses
+    import sys
+
+    import torch
+
+    from bayesmatrix.workflows.sweep import QUICK, SweepSettings, run_sweep
+
+    torch.set_num_threads(args.threads)
+    overrides = {name: getattr(args, name) for name in _SWEEP_OVERRIDES if getattr(args, name) is not None}
+    settings = dataclasses.replace(QUICK if args.quick else SweepSettings(), **overrides)
+    run_sweep(args.out, settings, results=args.results, command=shlex.join(["bayesmatrix", *sys.argv[1:]]),
+              progress=not args.quiet)
     return 0

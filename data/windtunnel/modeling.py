@@ -1,6 +1,7 @@
 """Wind-tunnel transformers: the word-level tokenizer, the model configurations and loading.
 
-Three architectures, all about 100k parameters (2 layers, 64 dimensions, 4 heads):
+Three architectures, all about 100k parameters at the default size (2 layers,
+64 dimensions, 4 heads; ``build_model`` takes others, as the size sweep does):
 
 - ``llama``: rotary position embeddings. Attention scores depend on relative
   positions only, and the exact Bayesian update can be written without any
@@ -51,6 +52,8 @@ NUM_HEADS = 4
 # The gated Llama MLP has three matrices where GPT-2's has two of width 4 x 64;
 # 172 makes the two architectures' parameter counts about equal.
 LLAMA_INTERMEDIATE_SIZE = 172
+# Other widths keep that ratio (172 / 64): the MLP grows with the width, as in the default.
+LLAMA_INTERMEDIATE_RATIO = LLAMA_INTERMEDIATE_SIZE / HIDDEN_SIZE
 TRAINING_RECORD = WINDTUNNEL_RECORD
 SHIPPED_DIR = WINDTUNNEL_DIR
 
@@ -76,8 +79,36 @@ def build_tokenizer(world: World):
     )
 
 
-def build_model(world: World, arch: str, window: int | None, max_positions: int, seed: int):
-    """A freshly initialised model (float32); ``torch.manual_seed(seed)`` fixes its weights."""
+def llama_intermediate_size(hidden_size: int) -> int:
+    """The Llama MLP width for a hidden size: 172 at the default 64, in proportion elsewhere."""
+    return max(1, round(hidden_size * LLAMA_INTERMEDIATE_RATIO))
+
+
+def check_size(hidden_size: int, num_layers: int, num_heads: int) -> None:
+    """Refuse a size no attention can have (an :class:`InputError` names the field)."""
+    for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers), ("num_heads", num_heads)):
+        if value < 1:
+            raise InputError(f"must be at least 1, not {value}", field=name)
+    if hidden_size % num_heads:
+        raise InputError(f"{num_heads} heads do not divide the hidden size {hidden_size}", field="num_heads")
+
+
+def build_model(
+    world: World,
+    arch: str,
+    window: int | None,
+    max_positions: int,
+    seed: int,
+    *,
+    hidden_size: int = HIDDEN_SIZE,
+    num_layers: int = NUM_LAYERS,
+    num_heads: int = NUM_HEADS,
+):
+    """A freshly initialised model (float32); ``torch.manual_seed(seed)`` fixes its weights.
+
+    The size defaults to the shipped models' (64 dimensions, 2 layers, 4 heads);
+    the Llama MLP width follows the hidden size (:func:`llama_intermediate_size`).
+    """
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig
     from transformers import MistralForCausalLM, SmolLM3Config, SmolLM3ForCausalLM
 
@@ -88,21 +119,22 @@ def build_model(world: World, arch: str, window: int | None, max_positions: int,
     if window is not None and arch != "llama":
         raise InputError("a sliding window needs the llama architecture (GPT-2 has no sliding-window attention)",
                          field="window")
+    check_size(hidden_size, num_layers, num_heads)
     ids = vocabulary(world)
     common = dict(vocab_size=len(ids), bos_token_id=ids[BOS], pad_token_id=ids[PAD], eos_token_id=None)
     torch.manual_seed(seed)
     if arch == "gpt2":
         config = GPT2Config(
-            n_embd=HIDDEN_SIZE, n_layer=NUM_LAYERS, n_head=NUM_HEADS, n_positions=max_positions,
+            n_embd=hidden_size, n_layer=num_layers, n_head=num_heads, n_positions=max_positions,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common,
         )  # fmt: skip
         return GPT2LMHeadModel(config)
     llama = dict(
-        hidden_size=HIDDEN_SIZE,
-        intermediate_size=LLAMA_INTERMEDIATE_SIZE,
-        num_hidden_layers=NUM_LAYERS,
-        num_attention_heads=NUM_HEADS,
-        num_key_value_heads=NUM_HEADS,
+        hidden_size=hidden_size,
+        intermediate_size=llama_intermediate_size(hidden_size),
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
         max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         **common,

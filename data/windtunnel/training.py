@@ -43,10 +43,14 @@ import torch
 from bayesmatrix.data.atomic import atomic_path, write_text_atomic
 from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.windtunnel.modeling import (
+    HIDDEN_SIZE,
+    NUM_HEADS,
+    NUM_LAYERS,
     TRAINING_RECORD,
     build_model,
     build_tokenizer,
     category_ids,
+    check_size,
     count_parameters,
     input_ids,
     model_category_probs,
@@ -87,6 +91,9 @@ class TrainOptions:
         outside_penalty: weight of the extra ``-log(mass on the category tokens)`` term in the loss.
         eval_every: steps between learning-curve evaluations.
         checkpoint_every: steps between checkpoints.
+        hidden_size: the model's width (default the shipped models' 64).
+        num_layers: transformer layers (default 2).
+        num_heads: attention heads, dividing ``hidden_size`` (default 4).
     """
 
     world: str
@@ -102,9 +109,13 @@ class TrainOptions:
     outside_penalty: float = 0.0
     eval_every: int = 100
     checkpoint_every: int = 200
+    hidden_size: int = HIDDEN_SIZE
+    num_layers: int = NUM_LAYERS
+    num_heads: int = NUM_HEADS
 
     def __post_init__(self):
         get_world(self.world)
+        check_size(self.hidden_size, self.num_layers, self.num_heads)
         checked_seed(self.seed)
         positive = ("steps", "length", "batch_size", "eval_every", "checkpoint_every")
         for name in positive:
@@ -156,7 +167,8 @@ def train(
     torch.set_num_threads(threads)
 
     max_positions = 4 * options.length  # room to evaluate length generalisation
-    model = build_model(world, options.arch, options.window, max_positions, options.seed)
+    model = build_model(world, options.arch, options.window, max_positions, options.seed,
+                        hidden_size=options.hidden_size, num_layers=options.num_layers, num_heads=options.num_heads)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
     scheduler = _cosine_with_warmup(optimizer, options.resolved_warmup_steps, options.steps)
     step, curve, train_seconds, cpu_seconds = 0, [], 0.0, 0.0

@@ -300,7 +300,8 @@ TABLE = [
 ROWS = {row.id: row for row in TABLE}
 # Commands whose end-to-end run, in its own process, lives in another test file, because
 # that file's assertions need the command's full-size output and running it twice costs minutes.
-ELSEWHERE = {("windtunnel", "loop"): REPO / "tests" / "workflows" / "test_windtunnel_loop.py"}
+ELSEWHERE = {("windtunnel", "loop"): REPO / "tests" / "workflows" / "test_windtunnel_loop.py",
+             ("windtunnel", "sweep"): REPO / "tests" / "data" / "test_windtunnel_sweep.py"}
 
 
 def bayesmatrix(*argv: str, cwd: Path, timeout: float = 600) -> Completed:
