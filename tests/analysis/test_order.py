@@ -147,3 +147,30 @@ def test_order_command_writes_the_table(tmp_path, capsys):
         assert row["averaged_strict_kl_bits"] <= row["raw_strict_kl_bits"] and row["order_variance"] > 0
     assert main(["order", "windtunnel:dirichlet", "--orders", "1"]) == 2
     assert "--orders" in capsys.readouterr().err
+
+
+@pytest.mark.study
+@pytest.mark.llm
+def test_the_shipped_table_reproduces_for_the_wind_tunnels(tmp_path):
+    """The wind-tunnel rows of data/shipped/windtunnel/order/order.json, rerun from the command stored in it."""
+    import shlex
+    from pathlib import Path
+
+    from bayesmatrix.cli import main
+
+    shipped = json.loads((Path(__file__).resolve().parents[2] / "data/shipped/windtunnel/order/order.json").read_text())
+    words = shlex.split(shipped["command"])
+    assert words[:2] == ["bayesmatrix", "order"]
+    out = tmp_path / "order.json"
+    # the same command without the LLM (minutes to load and run on two cores), into a file of its own
+    args = [word for word in words[1 : words.index("--out")] if word != "smollm2"]  # "order", its models, settings
+    assert main([*args, "--out", str(out)]) == 0
+    rerun = {row["model"]: row for row in json.loads(out.read_text())["rows"]}
+    expected = {row["model"]: row for row in shipped["rows"] if row["model"].startswith("windtunnel:")}
+    assert set(rerun) == set(expected) and len(expected) == 3
+    for name, row in expected.items():
+        for key, value in row.items():
+            if isinstance(value, float):
+                assert rerun[name][key] == pytest.approx(value, rel=1e-4, abs=1e-12), (name, key)
+            else:
+                assert rerun[name][key] == value, (name, key)

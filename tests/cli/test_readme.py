@@ -57,6 +57,9 @@ NOT_RUN = {
     "runs, and tests/cli/test_commands.py checks the demo's own report",
     "bayesmatrix windtunnel loop": "logs three models and fits six runs (minutes even with tiny settings); "
     "tests/workflows/test_windtunnel_loop.py runs the loop",
+    "bayesmatrix order windtunnel:dirichlet windtunnel:dirichlet-gpt2": "writes the shipped table into the "
+    "repository (SmolLM2 takes minutes); tests/analysis/test_order.py reruns its wind-tunnel rows (make "
+    "test-studies), and the quick line after it runs",
 }
 
 # Files the text asks the reader to bring, stood in for by small ones (name -> contents).
