@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -101,7 +102,11 @@ def pair_difference(loos: Mapping[str, Any], first: str, second: str) -> tuple[f
     """
     from bayesmatrix.analysis.compare import arviz_compare, indistinguishable, verdict
 
-    table = arviz_compare({first: loos[first], second: loos[second]})
+    with warnings.catch_warnings():
+        # as analysis.compare.compare_datatrees: pandas 3.1 deprecates an argument arviz_stats 0.8 still passes
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        warnings.simplefilter("ignore", UserWarning)
+        table = arviz_compare({first: loos[first], second: loos[second]})
     best = str(table.index[0])
     difference = float(table["elpd_diff"].iloc[1]) * (1.0 if best == first else -1.0)
     se = float(table["dse"].iloc[1])

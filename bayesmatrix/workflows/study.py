@@ -164,6 +164,11 @@ def _json_value(value):
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def study_record(task, settings: StudySettings) -> dict[str, Any]:
+    """What ``study.json`` holds of a study's task (a ``data.tasks.Task``) and settings; a rerun must match it."""
+    return {"task": task.to_json(), "settings": dataclasses.asdict(settings)}
+
+
 def check_study_folder(out: Path, record: dict) -> None:
     """``out`` may be new, empty, or a study of the same task and settings (which it resumes)."""
     if out.exists() and not out.is_dir():
@@ -234,7 +239,7 @@ def run_study(
         folders[name] = (spec, identity)
     the_task = get_task(task)
     out = Path(out)
-    record = {"task": the_task.to_json(), "task_given": task, "settings": dataclasses.asdict(settings)}
+    record = study_record(the_task, settings)
     check_study_folder(out, record)
     out.mkdir(parents=True, exist_ok=True)
     previous = _read_json(out / STUDY_FILE) or {}
