@@ -96,10 +96,11 @@ class Exchangeability(NamedTuple):
     """Mean of ``sd`` over multisets and categories."""
 
 
-def permuted_orders(multisets, num_orders: int, seed: int = 0) -> np.ndarray:
+def permuted_orders(multisets, num_orders: int, seed: int = 0, keep_last: bool = False) -> np.ndarray:
     """Each multiset (rows of ``multisets`` (M, k)) in ``num_orders`` orders: (M, num_orders, k).
 
-    Order 0 is the row as given; the others are random permutations of it.
+    Order 0 is the row as given; the others are random permutations of it, or
+    with ``keep_last`` of all but its last observation, which stays last.
     """
     multisets = np.asarray(multisets, dtype=np.int64)
     if multisets.ndim != 2 or multisets.shape[0] < 2:
@@ -107,10 +108,10 @@ def permuted_orders(multisets, num_orders: int, seed: int = 0) -> np.ndarray:
     if num_orders < 2:
         raise ValueError("num_orders must be at least 2")
     rng = np.random.default_rng(seed)
-    orders = np.empty((*multisets.shape[:1], num_orders, multisets.shape[1]), dtype=np.int64)
-    orders[:, 0] = multisets
+    orders = np.repeat(multisets[:, None], num_orders, axis=1)  # (M, num_orders, k), each order as given
+    permuted = multisets.shape[1] - 1 if keep_last else multisets.shape[1]
     for order in range(1, num_orders):
-        orders[:, order] = rng.permuted(multisets, axis=1)
+        orders[:, order, :permuted] = rng.permuted(multisets[:, :permuted], axis=1)
     return orders
 
 

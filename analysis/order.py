@@ -26,6 +26,12 @@ position"):
   of the model's distance from Bayes is order noise. The renormalised figures
   beside them drop the mass outside the categories.
 
+With ``keep_last`` the orders permute all but the last example, which stays
+last. A causal LM reads its predictive at the last example's position, so that
+example enters twice, as one of the multiset and as the input the prediction
+is made from; keeping it fixed leaves only the order of the others (all that a
+one-layer model without positions cannot see).
+
 Everything is written against the predictive callables of
 :mod:`bayesmatrix.analysis.consistency` (strict ones: rows need not sum to 1).
 The exact Bayesian predictive is that of the task's stated prior
@@ -169,6 +175,8 @@ class OrderSensitivity(NamedTuple):
     bayes: np.ndarray
     """(M, C): the exact Bayesian predictive after each multiset."""
     statistics: OrderStatistics
+    keep_last: bool
+    """Whether the orders kept each multiset's last example last."""
 
 
 def bayes_predictive(task) -> Predictive:
@@ -188,18 +196,20 @@ def bayes_predictive(task) -> Predictive:
 
 
 def order_sensitivity(
-    predictive: Predictive, bayes: Predictive, multisets, num_orders: int = 16, seed: int = 0
+    predictive: Predictive, bayes: Predictive, multisets, num_orders: int = 16, seed: int = 0, keep_last: bool = False
 ) -> OrderSensitivity:
     """Show each multiset (rows of ``multisets`` (M, k)) in ``num_orders`` orders; compare with ``bayes``.
 
     ``predictive`` should be strict (a model's category probabilities as they
     are); ``bayes`` is evaluated on the multisets as given (it must not depend
-    on order). The orders are :func:`bayesmatrix.analysis.consistency.permuted_orders`'s.
+    on order). The orders are :func:`bayesmatrix.analysis.consistency.permuted_orders`'s
+    (with ``keep_last``, of all but the last example).
     """
-    orders = permuted_orders(multisets, num_orders, seed)
+    orders = permuted_orders(multisets, num_orders, seed, keep_last)
     probs = predictive_by_order(predictive, orders)
     reference = np.asarray(bayes(orders[:, 0]), dtype=np.float64)
-    return OrderSensitivity(orders=orders, probs=probs, bayes=reference, statistics=order_statistics(probs, reference))
+    statistics = order_statistics(probs, reference)
+    return OrderSensitivity(orders=orders, probs=probs, bayes=reference, statistics=statistics, keep_last=keep_last)
 
 
 # ---------------------------------------------------------------------------
@@ -262,14 +272,14 @@ def check_settings(num_multisets: int, num_examples: int, num_orders: int) -> No
 
 
 def measure_case(case: OrderCase, num_multisets: int, num_examples: int, num_orders: int, seed: int = 0,
-                 batch_size: int = 32) -> OrderSensitivity:
+                 batch_size: int = 32, keep_last: bool = False) -> OrderSensitivity:
     """:func:`order_sensitivity` of a loaded model on multisets its task's prior draws (as the logger draws)."""
     from bayesmatrix.analysis.consistency import task_multisets, task_predictive
 
     check_settings(num_multisets, num_examples, num_orders)
     multisets = task_multisets(case.task, num_multisets, num_examples, seed)
     predictive = task_predictive(case.loaded, case.task, batch_size=batch_size, strict=True)
-    return order_sensitivity(predictive, bayes_predictive(case.task), multisets, num_orders, seed)
+    return order_sensitivity(predictive, bayes_predictive(case.task), multisets, num_orders, seed, keep_last)
 
 
 def reference_label(task) -> str:
@@ -293,6 +303,7 @@ def order_row(case: OrderCase, result: OrderSensitivity) -> dict[str, Any]:
         "multisets": M,
         "orders": P,
         "examples": k,
+        "keep_last": result.keep_last,
         "order_variance": s.mean_variance,
         "order_variance_se": s.se_variance,
         "max_tv": s.mean_max_tv,
@@ -324,8 +335,9 @@ def format_order_table(rows: Sequence[dict[str, Any]]) -> str:
         )
     first = rows[0] if rows else None
     if first is not None:
-        lines.append(f"{first['multisets']} multisets x {first['orders']} orders of {first['examples']} examples; "
-                     "the reference is each task's stated prior; ± one standard error over multisets")  # fmt: skip
+        kept = " (the last example kept last)" if first["keep_last"] else ""
+        lines.append(f"{first['multisets']} multisets x {first['orders']} orders{kept} of {first['examples']} "
+                     "examples; the reference is each task's stated prior; ± one standard error over multisets")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--orders", dest="num_orders", type=int, default=16, metavar="P", help="orders of each")
     p.add_argument("--examples", dest="num_examples", type=int, default=16, metavar="K",
                    help="examples in each multiset")
+    p.add_argument("--keep-last", action="store_true",
+                   help="permute all but the last example, which stays last (the input the prediction is made "
+                   "from), so only the order of the others varies")
     p.add_argument("--seed", type=int, default=0, help="seed of the multisets and of the orders")
     p.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -62,7 +65,7 @@ def _run(args) -> int:
         case = load_case(spec, args.task)
         print(f"{spec}: {case.task.name}, {args.num_multisets} x {args.num_orders} prompts", file=sys.stderr)
         result = measure_case(case, args.num_multisets, args.num_examples, args.num_orders, args.seed,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, keep_last=args.keep_last)
         rows.append(order_row(case, result))
         del case
     print(format_order_table(rows))
@@ -75,6 +78,8 @@ def order_command(args) -> str:
     """The ``bayesmatrix order`` command line that reproduces ``args`` (every setting spelled out)."""
     words = ["bayesmatrix", "order", *args.models, "--task", args.task, "--multisets", str(args.num_multisets),
              "--orders", str(args.num_orders), "--examples", str(args.num_examples), "--seed", str(args.seed)]
+    if args.keep_last:
+        words.append("--keep-last")
     if args.out is not None:
         words += ["--out", str(args.out)]
     return shlex.join(words)

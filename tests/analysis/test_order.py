@@ -79,6 +79,11 @@ def test_permuted_orders_keep_each_multiset(multisets):
     np.testing.assert_array_equal(orders[:, 0], multisets)
     np.testing.assert_array_equal(np.sort(orders, axis=-1), np.repeat(np.sort(multisets, axis=-1)[:, None], 5, 1))
     assert np.any(orders[:, 1] != multisets)
+    kept = permuted_orders(multisets, 5, seed=3, keep_last=True)
+    np.testing.assert_array_equal(kept[:, :, -1], np.repeat(multisets[:, -1:], 5, 1))
+    np.testing.assert_array_equal(np.sort(kept[..., :-1], axis=-1),
+                                  np.repeat(np.sort(multisets[:, :-1], axis=-1)[:, None], 5, 1))  # fmt: skip
+    assert np.any(kept[:, 1] != multisets)
 
 
 # ---------------------------------------------------------------- positions in the wind-tunnel models
@@ -145,6 +150,11 @@ def test_order_command_writes_the_table(tmp_path, capsys):
     assert rows["windtunnel:dirichlet"]["reference"] == "stated Dir(2, 1, 0.5)"
     for row in rows.values():
         assert row["averaged_strict_kl_bits"] <= row["raw_strict_kl_bits"] and row["order_variance"] > 0
+    kept = tmp_path / "kept.csv"
+    assert main(["order", "windtunnel:dirichlet-nope", "--multisets", "3", "--orders", "3", "--keep-last",
+                 "--out", str(kept)]) == 0  # fmt: skip
+    assert "(the last example kept last)" in capsys.readouterr().out
+    assert "keep_last" in kept.read_text().splitlines()[0] and ",True," in kept.read_text().splitlines()[1]
     assert main(["order", "windtunnel:dirichlet", "--orders", "1"]) == 2
     assert "--orders" in capsys.readouterr().err
 
