@@ -39,8 +39,9 @@ RESULT_FILES = {study: f"{study.replace('-', '_')}.json" for study in STUDIES}
 """Each study's result file inside its output folder (``cot.json``, ``long_context.json``, ``hallucination.json``)."""
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-# "Answer: 43", "the answer is 43", "answer = 43": the number after the last such phrase wins
-_ANSWER = re.compile(r"answer\s*(?:is|:|=)?\s*[:=]?\s*\**\s*(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE)
+_ANSWER = re.compile(r"answer", re.IGNORECASE)
+# the end of the sentence an answer is stated in: a line break, or a full stop not inside a number
+_SENTENCE_END = re.compile(r"\n|\.(?!\d)")
 # what may stand before an answer without making it another answer: spaces, quotes, markup
 _LEADING = " \t\n\"'`*_(["
 
@@ -57,15 +58,20 @@ def row_entropy_bits(logits) -> np.ndarray:
 
 
 def final_number(text: str) -> float | None:
-    """The number an answer ends on: after the last "answer is" / "Answer:", else the last number in
-    ``text``; None when it has no number. Thousands commas are dropped (``"1,024"`` is 1024)."""
-    stated = _ANSWER.findall(text)
-    found = stated[-1] if stated else (_NUMBER.findall(text) or [None])[-1]
-    if found is None:
+    """The number an answer ends on: the last number of the sentence after the last "answer"
+    (``"So, the answer is 11 + 13 = 24."`` gives 24), else the last number in ``text``; None when it
+    has no number. Thousands commas are dropped (``"1,024"`` is 1024)."""
+    stated = list(_ANSWER.finditer(text))
+    found = []
+    if stated:
+        rest = text[stated[-1].end() :]
+        end = _SENTENCE_END.search(rest)
+        found = _NUMBER.findall(rest if end is None else rest[: end.start()])
+    found = found or _NUMBER.findall(text)
+    if not found:
         return None
-    found = found.replace(",", "")
     try:
-        return float(found)
+        return float(found[-1].replace(",", ""))
     except ValueError:  # a stray comma-only match such as "1,"
         return None
 
