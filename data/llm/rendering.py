@@ -13,14 +13,16 @@ text that follows it (the comma of ``" {},"``), so that the events are disjoint.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
 from bayesmatrix.data.errors import InputError
-from bayesmatrix.data.llm.loading import LoadedModel, _context_limit
 from bayesmatrix.data.llmlog import OTHER
 from bayesmatrix.data.tasks import Task
+
+if TYPE_CHECKING:  # loading imports torch; the server client renders chat tasks and names rules without it
+    from bayesmatrix.data.llm.loading import LoadedModel
 
 SINGLE_TOKEN = "single-token"
 """Every category is one token: its probability is that token's next-token probability."""
@@ -303,6 +305,8 @@ def pack_alternatives(episode: EpisodeTokens, categories: CategoryTokens) -> Pac
 
 def prompt_tokens(loaded: LoadedModel, prompts: Sequence[str], file: str | None = None) -> list[list[int]]:
     """Token ids of each prompt (with the tokenizer's special tokens); empty or over-long prompts are errors."""
+    from bayesmatrix.data.llm.loading import _context_limit
+
     if not prompts:
         raise InputError("no prompts", file=file, field="prompt")
     limit = _context_limit(loaded)

@@ -62,7 +62,6 @@ from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.importers import prompt_position_logprobs, prompt_tokens_of
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
 from bayesmatrix.data.columns import read_prompts
-from bayesmatrix.data.llm.loading import load_tokenizer
 from bayesmatrix.data.llm.rendering import PRODUCT, PRODUCT_WITH_FOLLOWING, task_lead
 from bayesmatrix.data.llmlog import OTHER, make_log, write_log
 from bayesmatrix.data.tasks import Task, draw_episode, get_task
@@ -623,7 +622,11 @@ def run_server_log(
             raise InputError(f"renders a chat task's template; task {the_task.name!r} is not a chat task",
                              field="tokenizer")  # fmt: skip
         _check_counts(episodes, length)
-        chat_tokenizer = None if tokenizer is None else load_tokenizer(tokenizer)
+        chat_tokenizer = None
+        if tokenizer is not None:
+            from bayesmatrix.data.llm.loading import load_tokenizer  # torch and transformers: a chat task only
+
+            chat_tokenizer = load_tokenizer(tokenizer)
         _chat_leads(the_task, chat_tokenizer)  # no tokenizer, or one without a chat template: refused here
         manifest.update(task=the_task.to_json(), episodes=episodes, length=length)
         if tokenizer is not None:

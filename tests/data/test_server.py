@@ -439,3 +439,27 @@ def test_tokenizer_is_refused_where_it_renders_nothing(digit_model, tmp_path, ca
     with pytest.raises(InputError, match="chat template, but this tokenizer has none"):
         run_server_log(out, _server("http://127.0.0.1:1"), task="coin-words-chat", tokenizer=str(no_template))
     assert not Path(f"{out}.partial").exists()
+
+
+def test_recorded_llama_cpp_chat_episode_replays_to_the_local_logs_probabilities():
+    # llama-cpp-python's answers to a chat episode: <|im_start|> (SmolLM2's BOS) left out, <|im_end|> echoed as
+    # empty text; the chat template is SmolLM2's own (from its GGUF), rendered by transformers around a tokenizer
+    # that knows the same special tokens
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    recorded = json.loads((FIXTURES / "llama_cpp_chat.json").read_text())
+    specials = recorded["specials"]
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({s: i for i, s in enumerate(specials)}, unk_token=specials[0])),
+        unk_token=specials[0], bos_token="<|im_start|>", eos_token="<|im_end|>")
+    tokenizer.chat_template = recorded["chat_template"]
+    with FakeServer() as fake:
+        fake.recorded = recorded["responses"]
+        ds = server_log_task(_server(fake.url, top_logprobs=recorded["top_logprobs"]), get_task(recorded["task"]),
+                             recorded["episodes"], recorded["length"], seed=recorded["seed"], tokenizer=tokenizer)
+        assert {request["body"]["prompt"] for request in fake.requests} == set(recorded["responses"])
+    assert str(ds["prompt"].values[0]).startswith("<|im_start|>system\n") and ds["prompt"].values[0].endswith(
+        "<|im_start|>assistant\n")
+    # the same weights, quantised blocks against float32 (tests/data/test_server_llama.py measures 340 rows)
+    assert np.abs(ds["probs"].values - np.asarray(recorded["local_probs"])).max() < 0.08
