@@ -222,6 +222,28 @@ def an_sbc_report(out: Path, completed: Completed) -> None:
     assert set(report["pvalues"]) == {"m", "s"}
 
 
+def phenomena_result(study: str) -> Callable[[Path, Completed], None]:
+    """A study of ``bayesmatrix phenomena``: its result file reads back, and the command printed its lines."""
+
+    def check(out: Path, completed: Completed) -> None:
+        from bayesmatrix.analysis.phenomena import read_study
+
+        result = read_study(out, study)
+        assert result["study"] == study and result["model"] == "smollm2"
+        assert completed.stdout.strip().splitlines()[-1] == f"wrote {out}"
+
+    return check
+
+
+def a_phenomena_report(out: Path, completed: Completed) -> None:
+    text = out.read_text()
+    for title in ("Chain of thought", "Long contexts", "Hallucination"):
+        assert f"<h2>{title}" in text
+    assert text.count("data:image/png;base64,") == 3
+
+
+SHIPPED_PHENOMENA = REPO / "data" / "shipped" / "phenomena"
+
 slow = (pytest.mark.slow,)
 llm = (pytest.mark.llm,)  # runs an LLM, or reads what one logged: needs the llm extra
 study = (pytest.mark.study,)  # a study end to end: make test-studies
@@ -296,6 +318,20 @@ TABLE = [
          "--num-warmup", "30", "--num-samples", "30", "--multisets", "2", "--orders", "2", "--paths", "2",
          "--path-length", "2", "--out", "{out}"),
         "study-out", a_model_study, marks=study + llm),
+    # each phenomena study on SmolLM2 at a tiny size (its model load alone takes 20 s): make test-studies
+    Row("phenomena_cot", ("phenomena", "cot"),
+        ("--prompts", "2", "--direct-tokens", "3", "--cot-tokens", "6", "--batch-size", "2", "--quiet", "--out", "{out}"),
+        "phenomena-cot", phenomena_result("cot"), marks=study + llm),
+    Row("phenomena_long_context", ("phenomena", "long-context"),
+        ("--inserted", "0,8", "--placements", "inside", "--episodes", "2", "--length", "4", "--num-warmup", "20",
+         "--num-samples", "20", "--num-chains", "1", "--quiet", "--out", "{out}"),
+        "phenomena-long", phenomena_result("long-context"), marks=study + llm),
+    Row("phenomena_hallucination", ("phenomena", "hallucination"),
+        ("--groups", "element", "--limit", "3", "--max-tokens", "3", "--quiet", "--out", "{out}"),
+        "phenomena-hallucination", phenomena_result("hallucination"), marks=study + llm),
+    # the shipped phenomena results as report sections (no LLM: the JSON files and their figures)
+    Row("report_phenomena", ("report",), ("--phenomena", str(SHIPPED_PHENOMENA), "--out", "{out}"),
+        "report-phenomena.html", a_phenomena_report),
 ]
 ROWS = {row.id: row for row in TABLE}
 # Commands whose end-to-end run, in its own process, lives in another test file, because

@@ -62,6 +62,10 @@ NOT_RUN = {
     "bayesmatrix order windtunnel:dirichlet windtunnel:dirichlet-gpt2": "writes the shipped table into the "
     "repository (SmolLM2 takes minutes); tests/analysis/test_order.py reruns its wind-tunnel rows (make "
     "test-studies), and the quick line after it runs",
+    "bayesmatrix phenomena": "runs SmolLM2 for minutes per study and writes the shipped results into the "
+    "repository; tests/cli/test_commands.py runs each study at a tiny size (make test-studies)",
+    "bayesmatrix report --phenomena": "reads the shipped results by their repository path; "
+    "tests/cli/test_commands.py runs this report",
 }
 
 # Files the text asks the reader to bring, stood in for by small ones (name -> contents).
