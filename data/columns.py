@@ -1,5 +1,5 @@
 """The text files a log is built from: column files (the categories of an LLM log, one per line, read by
-``bayesmatrix log`` and ``import``) and prompt files (``bayesmatrix log --prompts``)."""
+``bayesmatrix log`` and ``import``) and prompt files (the prompts a log is read for, one per line or JSONL)."""
 
 from __future__ import annotations
 

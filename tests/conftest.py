@@ -31,14 +31,16 @@ def missing_llm_import(path: Path) -> str | None:
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in tree.body:
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            names, attributes = [alias.name for alias in node.names], []
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
+            names, attributes = [node.module], [alias.name for alias in node.names]
         else:
             continue
         for name in names:
             try:
-                importlib.import_module(name)
+                module = importlib.import_module(name)
+                for attribute in attributes:  # a package's names may load their modules on first use
+                    getattr(module, attribute, None)
             except ModuleNotFoundError as error:
                 if (error.name or "").split(".")[0] in LLM_EXTRA:
                     return name

@@ -136,8 +136,8 @@ def posterior_figure(datatree, names: list[str]):
 
 
 def run_figures(datatree, plots_dir: Path) -> list[Path]:
-    """The standard figures of a run directory: trace and rank plots (NUTS) or the ELBO (SVI),
-    and the marginal posteriors of the global sites.
+    """The standard figures of a run directory: trace and rank plots (NUTS; the rank plot only for
+    two chains or more) or the ELBO (SVI), and the marginal posteriors of the global sites.
 
     Titles are one line (``alpha[north]``) and the figures use matplotlib's
     constrained layout, so no title runs into the panel above; in the trace
@@ -151,7 +151,9 @@ def run_figures(datatree, plots_dir: Path) -> list[Path]:
     builders = []
     if names:
         if datatree.attrs.get("method", "nuts") == "nuts":
-            builders += [("trace", trace_figure), ("rank", rank_figure)]
+            builders.append(("trace", trace_figure))
+            if datatree["posterior"].sizes.get("chain", 1) > 1:  # ranks compare chains; ArviZ 1.x refuses one
+                builders.append(("rank", rank_figure))
         builders.append(("posterior", posterior_figure))
     for stem, build in builders:
         written.append(save(build(datatree, names), plots_dir / f"{stem}.png", dpi=80))
