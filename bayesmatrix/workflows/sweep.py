@@ -122,9 +122,12 @@ def trained(out: Path, size: Size, settings: SweepSettings, command: str | None 
 # A small recipe for tests and a first look: two tiny sizes, a few steps, a short log, short chains.
 QUICK = SweepSettings(sizes=QUICK_SIZES, steps=40, batch_size=32, length=8, eval_sequences=200, eval_length=16,
                       episodes=8, num_warmup=150, num_samples=150)
-# An updater reads as exact when its strict mean KL over 1..K is at most this many bits, the
-# icl-general intervals of decay and temperature both contain 1, and LOO does not prefer icl-general.
+# An updater reads as exact when its strict mean KL over 1..K is at most this many bits, icl-general's
+# temperature interval contains 1 and its decay interval reaches the edge of its support (decay = 1,
+# which a central interval of a parameter at most 1 never contains: its upper end within DECAY_EDGE of 1),
+# and LOO does not prefer icl-general.
 EXACT_KL_BITS = 1e-3
+DECAY_EDGE = 1e-3
 # LOO "prefers" icl-general when its elpd gain over icl exceeds this many standard errors of the difference.
 LOO_PREFERENCE_SE = 2.0
 FITTED = ("icl", "icl-general")
@@ -157,7 +160,7 @@ COLUMNS = (
 
 def exact_updater(row: dict, kl_bits: float = EXACT_KL_BITS) -> bool:
     """Whether a size's row reads as an exact Bayesian updater (see :data:`EXACT_KL_BITS`)."""
-    covers_one = all(row[f"{site}_low"] <= 1.0 <= row[f"{site}_high"] for site in ("decay", "temperature"))
+    covers_one = row["temperature_low"] <= 1.0 <= row["temperature_high"] and row["decay_high"] >= 1.0 - DECAY_EDGE
     loo_prefers_general = row["loo_gain"] > LOO_PREFERENCE_SE * row["loo_gain_se"]
     return bool(row["strict_kl_bits"] <= kl_bits and covers_one and not loo_prefers_general)
 
@@ -320,8 +323,8 @@ def run_sweep(out: str | Path, settings: SweepSettings = SweepSettings(), result
         "command": command,
         "settings": {**dataclasses.asdict(settings), "sizes": [size.name for size in settings.sizes]},
         "world_alpha": list(world.alphas[0]),
-        "exact_criterion": f"strict mean KL over 1..K <= {EXACT_KL_BITS} bits, icl-general decay and temperature "
-        f"intervals containing 1, LOO gain of icl-general over icl at most {LOO_PREFERENCE_SE} standard errors",
+        "exact_criterion": f"strict mean KL over 1..K <= {EXACT_KL_BITS} bits, icl-general temperature interval "
+        f"containing 1 and decay interval reaching {1 - DECAY_EDGE} or more, LOO gain of icl-general over icl at most {LOO_PREFERENCE_SE} standard errors",
         "smallest_exact": exact,
         "this_invocation": {"wall_seconds": round(time.time() - started, 1),
                             "cpu_seconds": round(time.process_time() - cpu_started + _children_cpu()

@@ -127,6 +127,8 @@ def test_the_exact_updater_needs_small_kl_intervals_covering_one_and_no_loo_pref
     assert exact_updater(row(1, 5e-4, (0.9, 1.05), (0.95, 1.2)))
     assert not exact_updater(row(1, 2e-3, (0.9, 1.05), (0.95, 1.2)))  # KL too large
     assert not exact_updater(row(1, 5e-4, (0.8, 0.97), (0.95, 1.2)))  # decay below 1
+    assert exact_updater(row(1, 5e-4, (0.98, 0.9995), (0.95, 1.2)))  # decay reaching the edge of its support
+    assert not exact_updater(row(1, 5e-4, (0.98, 0.998), (0.95, 1.2)))  # ... or not
     assert not exact_updater(row(1, 5e-4, (0.9, 1.05), (1.01, 1.2)))  # temperature above 1
     assert not exact_updater(row(1, 5e-4, (0.9, 1.05), (0.95, 1.2), gain=3.0, se=1.0))  # LOO prefers icl-general
     rows = [row(300, 5e-4, (0.9, 1.1), (0.9, 1.1)), row(100, 5e-2, (0.5, 0.9), (0.9, 1.1)),
