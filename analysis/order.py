@@ -58,7 +58,7 @@ import numpy as np
 
 from bayesmatrix.analysis.consistency import Predictive, order_spread, permuted_orders, predictive_by_order
 from bayesmatrix.analysis.metrics import kl_bits, mean_and_mcse, renormalise
-from bayesmatrix.data.atomic import write_text_atomic
+from bayesmatrix.data.atomic import write_rows_atomic
 from bayesmatrix.data.closed_forms import mixture_predictive, weighted_counts
 from bayesmatrix.data.errors import InputError
 
@@ -343,15 +343,4 @@ def format_order_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def write_order_table(rows: Sequence[dict[str, Any]], path: str | os.PathLike, command: str | None = None) -> Path:
     """Write the rows atomically: ``.json`` (the command that made them, then the rows) or ``.csv`` (the rows)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        text = json.dumps({"command": command, "rows": list(rows)}, indent=2) + "\n"
-    elif path.suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
-    else:
-        raise InputError("the output must end in .json or .csv", file=str(path), field="out")
-    return write_text_atomic(path, text)
+    return write_rows_atomic(path, list(rows), {"command": command})

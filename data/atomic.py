@@ -200,3 +200,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_rows_atomic(path: str | os.PathLike, rows: list[dict], record: dict | None = None, key: str = "rows") -> Path:
+    """Rows of a table written atomically by ``path``'s suffix: ``.json`` (``record``'s entries, then the rows
+    under ``key``) or ``.csv`` (the rows, the first row's keys as the header)."""
+    import csv
+    import io
+    import json
+
+    path = Path(path)
+    if path.suffix == ".json":
+        text = json.dumps({**(record or {}), key: list(rows)}, indent=2) + "\n"
+    elif path.suffix == ".csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    else:
+        raise InputError("the output must end in .json or .csv", file=str(path), field="out")
+    return write_text_atomic(path, text)

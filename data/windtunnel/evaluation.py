@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bayesmatrix.data.atomic import write_text_atomic
+from bayesmatrix.data.atomic import write_rows_atomic
 from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.closed_forms import kl_bits
 from bayesmatrix.data.windtunnel.worlds import HELD_OUT_SEED, held_out_rng
@@ -241,16 +241,4 @@ def format_evaluation(evaluation: Evaluation) -> str:
 
 def write_evaluation(evaluation: Evaluation, path: str | os.PathLike) -> Path:
     """Write the per-position curve atomically: ``.json`` (summary + rows) or ``.csv`` (rows)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        text = json.dumps({**evaluation.summary(), "positions": evaluation.rows()}, indent=2) + "\n"
-    elif path.suffix == ".csv":
-        rows = evaluation.rows()
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
-    else:
-        raise InputError("the output must end in .json or .csv", file=str(path), field="out")
-    return write_text_atomic(path, text)
+    return write_rows_atomic(path, evaluation.rows(), evaluation.summary(), key="positions")
