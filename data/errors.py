@@ -40,6 +40,13 @@ SEED_LIMIT = 2**32
 negative seed would wrap silently onto another seed's draws."""
 
 
+def check_at_least(minimum: int, **values: int) -> None:
+    """An :class:`InputError` naming the first of ``values`` (field name = value) below ``minimum``."""
+    for field, value in values.items():
+        if value < minimum:
+            raise InputError(f"must be at least {minimum}, not {value}", field=field)
+
+
 def checked_seed(seed, field: str = "seed") -> int:
     """``seed`` as an int in ``[0, 2**32)``, or an :class:`InputError` naming ``field``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:

@@ -42,7 +42,7 @@ from bayesmatrix.analysis.phenomena import (
     proportion_interval,
     row_entropy_bits,
 )
-from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.errors import InputError, check_at_least
 from bayesmatrix.data.tasks import SHIPPED_TASKS, Task
 
 SHIPPED_ANSWERS = SHIPPED_TASKS.parent / "corpus" / "answers.jsonl"
@@ -56,12 +56,6 @@ DIRECT_INSTRUCTION = "Reply with only the number."
 DIRECT_ANSWER_START = "The answer is"
 """The direct answer's first words, written into the assistant turn so that the number comes next."""
 COT_INSTRUCTION = "Let's think step by step, then give the final answer as 'Answer: N'."
-
-
-def _check_positive(**values: int) -> None:
-    for field, value in values.items():
-        if value < 1:
-            raise InputError(f"must be at least 1, got {value}", field=field)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +72,7 @@ class CotSettings:
     batch_size: int = 8
 
     def __post_init__(self):
-        _check_positive(prompts=self.prompts, direct_tokens=self.direct_tokens, cot_tokens=self.cot_tokens,
+        check_at_least(1, prompts=self.prompts, direct_tokens=self.direct_tokens, cot_tokens=self.cot_tokens,
                         batch_size=self.batch_size)  # fmt: skip
 
 
@@ -99,7 +93,7 @@ class LongContextSettings:
     batch_size: int = 4
 
     def __post_init__(self):
-        _check_positive(episodes=self.episodes, length=self.length, num_warmup=self.num_warmup,
+        check_at_least(1, episodes=self.episodes, length=self.length, num_warmup=self.num_warmup,
                         num_samples=self.num_samples, num_chains=self.num_chains, batch_size=self.batch_size)  # fmt: skip
         if not self.inserted or any(n < 0 for n in self.inserted) or len(set(self.inserted)) != len(self.inserted):
             raise InputError("must be distinct lengths of 0 or more tokens", field="inserted")
@@ -122,11 +116,11 @@ class HallucinationSettings:
     """At most this many prompts per group (None: all)."""
 
     def __post_init__(self):
-        _check_positive(max_tokens=self.max_tokens, batch_size=self.batch_size)
+        check_at_least(1, max_tokens=self.max_tokens, batch_size=self.batch_size)
         if not self.groups:
             raise InputError("needs at least one fact group", field="groups")
         if self.limit is not None:
-            _check_positive(limit=self.limit)
+            check_at_least(1, limit=self.limit)
 
 
 # ---------------------------------------------------------------------------

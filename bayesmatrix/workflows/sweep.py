@@ -21,7 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
-from bayesmatrix.data.errors import InputError
+from bayesmatrix.data.errors import InputError, check_at_least
 
 
 class Size(NamedTuple):
@@ -84,10 +84,8 @@ class SweepSettings:
     def __post_init__(self):
         if not self.sizes:
             raise InputError("needs at least one size", field="sizes")
-        for name in ("steps", "batch_size", "length", "eval_sequences", "episodes", "samples", "num_chains",
-                     "num_samples"):
-            if getattr(self, name) < 1:
-                raise InputError(f"must be at least 1, not {getattr(self, name)}", field=name)
+        check_at_least(1, **{name: getattr(self, name) for name in ("steps", "batch_size", "length", "eval_sequences",
+                                                                    "episodes", "samples", "num_chains", "num_samples")})
         if self.eval_length < self.length:
             raise InputError(f"must be at least the training length {self.length}, not {self.eval_length}",
                              field="eval_length")
@@ -231,10 +229,10 @@ def _measured(path: Path, arguments: list[str]) -> None:
     import time
 
     from bayesmatrix.data.atomic import write_text_atomic
-    from bayesmatrix.workflows.windtunnel_loop import _bayesmatrix
+    from bayesmatrix.workflows.windtunnel_loop import run_bayesmatrix
 
     started, cpu_before = time.time(), _children_cpu()
-    _bayesmatrix(arguments, f"{path}.txt")
+    run_bayesmatrix(arguments, f"{path}.txt")
     cost = {"cpu_seconds": round(_children_cpu() - cpu_before, 1), "wall_seconds": round(time.time() - started, 1)}
     write_text_atomic(f"{path}.cost.json", json.dumps(cost) + "\n")
 

@@ -72,7 +72,7 @@ def logged(workdir: Path, model: str, world: str, settings: LoopSettings) -> Pat
 
     out = workdir / f"{model}.nc"
     if not out.exists():
-        _bayesmatrix(["log", "--model", str(shipped_model(model)), "--task", f"windtunnel-{world}",
+        run_bayesmatrix(["log", "--model", str(shipped_model(model)), "--task", f"windtunnel-{world}",
                       "--episodes", str(settings.episodes), "--length", str(settings.length),
                       "--samples", str(settings.samples), "--seed", str(settings.seed), "--out", str(out)],
                      f"{out}.txt")
@@ -84,7 +84,7 @@ def fitted(workdir: Path, model: str, world: str, icl_model: str, settings: Loop
     out = workdir / f"{model}-{icl_model}-{settings.observe}"
     if not out.exists():
         precision = ["--x64"] if settings.observe == "probs" else []
-        _bayesmatrix(["fit", str(logged(workdir, model, world, settings)), "--model", icl_model, "--out", str(out),
+        run_bayesmatrix(["fit", str(logged(workdir, model, world, settings)), "--model", icl_model, "--out", str(out),
                       "--observe", settings.observe, *precision, "--num-chains", str(settings.num_chains),
                       "--num-warmup", str(settings.num_warmup), "--num-samples", str(settings.num_samples),
                       "--seed", str(settings.seed), "--quiet", "--no-plots"],
@@ -92,7 +92,7 @@ def fitted(workdir: Path, model: str, world: str, icl_model: str, settings: Loop
     return out
 
 
-def _bayesmatrix(arguments: list[str], printed: str) -> None:
+def run_bayesmatrix(arguments: list[str], printed: str) -> None:
     """Run ``bayesmatrix ARGUMENTS`` as its own process, as a user would; its output goes to ``printed``.
 
     A fresh process per command also gives each fit its own JAX set-up (one

@@ -57,11 +57,10 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import xarray as xr
 
-from bayesmatrix.data.columns import read_columns
+from bayesmatrix.data.columns import read_columns, read_prompts
 from bayesmatrix.data.errors import InputError, checked_seed
 from bayesmatrix.data.importers import prompt_position_logprobs, prompt_tokens_of
 from bayesmatrix.data.llm.checkpoint import DEFAULT_CHECKPOINT_EVERY, PARTIAL_SUFFIX, Checkpoint, _run_chunks, _stack
-from bayesmatrix.data.columns import read_prompts
 from bayesmatrix.data.llm.rendering import PRODUCT, PRODUCT_WITH_FOLLOWING, task_lead
 from bayesmatrix.data.llmlog import OTHER, make_log, write_log
 from bayesmatrix.data.tasks import Task, draw_episode, get_task
