@@ -35,13 +35,75 @@ class Comparison(NamedTuple):
 
 
 def loo_of(datatree):
-    """PSIS-LOO of one DataTree (the log_likelihood group holds one pointwise variable per row)."""
+    """PSIS-LOO of one DataTree (the log_likelihood group holds one pointwise variable per row).
+
+    A row whose log-likelihood is the same under every draw (a row of counts with no token on the
+    categories, say; the same up to rounding, :data:`CONSTANT_ULPS`) has an exact leave-one-out value: its importance ratios are all equal, so its
+    weights are uniform and its elpd is that log-likelihood. PSIS cannot fit a Pareto tail to equal
+    values (ArviZ raises "All tail values are the same"), so those rows get uniform weights and
+    Pareto k 0 (reliable) and PSIS smooths the rest.
+    """
     import arviz_stats as azs
 
     with warnings.catch_warnings():
         # ArviZ warns about high Pareto k itself; we report those as plain sentences instead.
         warnings.simplefilter("ignore", UserWarning)
-        return azs.loo(datatree, pointwise=True)
+        constant = _constant_rows(datatree)
+        if constant is None:
+            return azs.loo(datatree, pointwise=True)
+        log_weights, pareto_k = _weights_with_constant_rows(datatree, constant)
+        return azs.loo(datatree, pointwise=True, log_weights=log_weights, pareto_k=pareto_k)
+
+
+CONSTANT_ULPS = 64
+"""A row whose log-likelihood spreads over at most this many units of its last place is constant."""
+
+
+def _log_likelihood(datatree):
+    """The one pointwise variable of the log_likelihood group, as a DataArray."""
+    group = datatree["log_likelihood"].to_dataset()
+    if len(group.data_vars) != 1:
+        return None
+    return next(iter(group.data_vars.values()))
+
+
+def _constant_rows(datatree):
+    """A boolean DataArray over the observation dims, True where the log-likelihood does not vary over
+    the draws; None where no row is constant (or the group is not one variable)."""
+    log_lik = _log_likelihood(datatree)
+    if log_lik is None:
+        return None
+    sample_dims = [dim for dim in ("chain", "draw") if dim in log_lik.dims]
+    spread = log_lik.max(sample_dims) - log_lik.min(sample_dims)
+    # constant up to rounding: a float32 log(0.5) computed from different draws differs in its last bit,
+    # and PSIS's tail fit gives NaN on such ties
+    rounding = CONSTANT_ULPS * np.finfo(log_lik.dtype).eps * np.maximum(1.0, np.abs(log_lik).max(sample_dims))
+    constant = spread <= rounding
+    return constant if bool(constant.any()) else None
+
+
+def _weights_with_constant_rows(datatree, constant):
+    """(log_weights, pareto_k) for every row: PSIS on the varying rows, uniform weights and k 0 on the constant."""
+    import arviz_base as azb
+    import arviz_stats as azs
+
+    log_lik = _log_likelihood(datatree)
+    obs_dims = [dim for dim in log_lik.dims if dim not in ("chain", "draw")]
+    log_lik = log_lik.transpose("chain", "draw", *obs_dims)
+    values = np.asarray(log_lik.values).reshape(log_lik.sizes["chain"], log_lik.sizes["draw"], -1)
+    varying = ~np.asarray(constant.transpose(*obs_dims).values).ravel()
+    log_weights = np.full(values.shape, -np.log(values.shape[0] * values.shape[1]))
+    pareto_k = np.zeros(values.shape[2])
+    if varying.any():
+        posterior = {name: value.values for name, value in datatree["posterior"].to_dataset().data_vars.items()}
+        subset = azb.from_dict({"posterior": posterior, "log_likelihood": {"y": values[..., varying]}},
+                               dims={"y": ["varying_row"]})  # fmt: skip
+        fitted = azs.loo(subset, pointwise=True)
+        log_weights[..., varying] = np.asarray(fitted.log_weights.transpose("chain", "draw", "varying_row"))
+        pareto_k[varying] = np.asarray(fitted.pareto_k)
+    k_template = log_lik.isel(chain=0, draw=0, drop=True)
+    return (log_lik.copy(data=log_weights.reshape(log_lik.shape)),
+            k_template.copy(data=pareto_k.reshape(k_template.shape)))
 
 
 def arviz_compare(loos: dict):
@@ -66,7 +128,6 @@ def compare_datatrees(datatrees: dict[str, Any], progress: bool = False) -> Comp
     """Compare DataTrees by PSIS-LOO; keys are the names shown in the table. ``progress``: a bar over the LOO of each."""
     import sys
 
-    import arviz_stats as azs
     from tqdm.auto import tqdm
 
     loos = {name: loo_of(tree) for name, tree in tqdm(datatrees.items(), desc="compare: PSIS-LOO", unit="run",
@@ -78,6 +139,9 @@ def compare_datatrees(datatrees: dict[str, Any], progress: bool = False) -> Comp
         threshold = float(elpd.good_k) if elpd.good_k is not None else 0.7
         count = int(np.sum(k > threshold))
         bad[name] = count
+        if not np.isfinite(float(elpd.elpd)):
+            messages.append(f"{name}: its elpd is {float(elpd.elpd)}; some row's log-likelihood is not finite "
+                            "under the posterior, so LOO cannot rank this run")  # fmt: skip
         if count:
             messages.append(
                 f"{name}: {count} of {k.size} observations have Pareto k > {threshold:.2f}; "

@@ -26,7 +26,6 @@ cannot exist at this size.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
@@ -134,8 +133,7 @@ def loo_subsample(model: Callable, posterior: Mapping[str, np.ndarray], model_kw
     memory is the ``(chain, draw, subsample_size)`` block plus one chunk. With ``subsample_size``
     at least ``num_rows`` every row is used and the result is full PSIS-LOO (``subsampling_se`` 0).
     """
-    import arviz_stats as azs
-    import xarray as xr
+    from bayesmatrix.analysis.compare import loo_of
 
     row_dims = dict(row_dims or {})
     size = min(int(subsample_size), num_rows)
@@ -146,9 +144,7 @@ def loo_subsample(model: Callable, posterior: Mapping[str, np.ndarray], model_kw
                                          observed)[0, 0].astype(np.float64)  # fmt: skip
     sample = pointwise_log_likelihood(model, posterior, row_dims, model_kwargs, num_rows, rows, observed)
     tree = loo_tree(sample, {name: value for name, value in posterior.items() if name not in row_dims})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # high Pareto k is reported by the caller, as in compare
-        elpd = azs.loo(tree, pointwise=True)
+    elpd = loo_of(tree)  # high Pareto k is reported by the caller, as in compare
     elpd_i = np.asarray(elpd.elpd_i).ravel()
     good_k = float(elpd.good_k) if elpd.good_k is not None else 0.7
     if size == num_rows:

@@ -47,9 +47,6 @@ about 1e-16 without).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence

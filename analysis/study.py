@@ -141,16 +141,7 @@ def fit_measures(runs: Mapping[str, os.PathLike | str], log: os.PathLike | str) 
     if missing:
         raise InputError(f"missing the run of {', '.join(missing)}", field="runs")
     read = {name: read_run(runs[name]) for name in FIT_MODELS}
-    try:
-        comparison = compare_runs([read[name].path for name in FIT_MODELS], log=log)
-    except ValueError as error:
-        if isinstance(error, InputError) or "tail values" not in str(error):
-            raise
-        # PSIS cannot smooth a row whose log-likelihood is the same under every draw: with observe
-        # counts, a row whose sampled tokens all fell outside the categories
-        raise InputError(f"is counts, and PSIS-LOO fails on rows of {log} whose likelihood is the same under "
-                         "every posterior draw (rows whose sampled tokens all fell outside the categories); observe "
-                         "the rows themselves (probs) instead", field="observe") from None
+    comparison = compare_runs([read[name].path for name in FIT_MODELS], log=log)
     label = {name: next(str(key) for key, path in comparison.paths.items()
                         if Path(path).resolve() == read[name].path.resolve()) for name in FIT_MODELS}  # fmt: skip
     general = run_estimates(read[GENERAL], label[GENERAL])

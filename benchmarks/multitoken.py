@@ -34,7 +34,6 @@ from bayesmatrix.data.llm import (
     episode_tokens,
     load_model,
     log_task,
-    next_token_logprobs,
     pack_alternatives,
     task_category_tokens,
 )

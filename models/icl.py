@@ -35,7 +35,6 @@ import numpyro
 import numpyro.distributions as dist
 
 from bayesmatrix.models.closed_forms import (
-    clip_simplex,
     decayed_counts,
     dirichlet_predictive,
     frequency_predictive,

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 
 from bayesmatrix.data.catalog import SMOLLM2 as DEFAULT_MODEL
-from bayesmatrix.data.catalog import SMOLLM2_FILE, SMOLLM2_PACKAGE, is_name, resolve
+from bayesmatrix.data.catalog import SMOLLM2_FILE, SMOLLM2_PACKAGE, is_name, resolve  # noqa: F401 (data.llm re-exports them)
 from bayesmatrix.data.errors import InputError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")

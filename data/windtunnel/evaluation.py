@@ -18,9 +18,6 @@ to the Bayesian predictive from the visible tokens alone.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from pathlib import Path
 from typing import NamedTuple
