@@ -13,9 +13,9 @@ STACK2_STAMP := $(STACK2)/.installed
 STACK2_PYTHON ?= $(shell for candidate in python3.12 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1); do \
   "$$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$candidate"; break; }; done)
 # What make test-stack2 runs there (STACK2_SELECT="slow and ..." for only what make test leaves out).
-STACK2_SELECT ?= not docs and not server and not llm and not study
+STACK2_SELECT ?= not docs and not server and not llm
 
-.PHONY: demo test test-fast test-docs test-stack2 test-studies test-server llama-server bench clean
+.PHONY: demo test test-fast test-docs test-stack2 test-long test-server llama-server bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,26 +55,28 @@ demo: $(STAMP)
 
 # Each test folder runs in a fresh pytest process, two at a time (tests/suite.py
 # says why); it fails when any folder fails or no test ran at all. The first stack
-# (Python 3.11, ArviZ 0.8, torch) runs every test; the second (Python 3.12, ArviZ 1.x,
-# no torch) the quick ones that need no torch, as the lanes free up. `make test-stack2`
-# runs all of the second stack's: both stacks in full take past make test's time on two cores.
-# The documents' code blocks (README.md, docs/*.md) run as a reader runs them in
-# `make test-docs` (tens of minutes: every command of the README, each in its own
-# process); CI runs it after `make test`, which leaves it out to stay within its time.
+# (Python 3.11, ArviZ 0.8, torch) runs every test but the long ones; the second (Python 3.12,
+# ArviZ 1.x, no torch) the quick ones that need no torch, as the lanes free up. Three kinds
+# are left out for time, each its own target, which CI runs after make test: the long tests
+# (marked long: studies and whole workflows end to end, minutes each) with the second
+# stack's slow ones (make test-long); the documents' code blocks (README.md, docs/*.md),
+# run as a reader runs them (make test-docs: tens of minutes); and the tests against a
+# real llama.cpp server, which needs a build (make test-server).
 test: $(STAMP) $(STACK2_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python -m "not docs and not server and not study"
+	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python -m "not docs and not server and not long"
+
+# What make test leaves out of both stacks for time (not the documents, not the server):
+# with it, every test that needs no torch has run on the second stack too.
+test-long: $(STAMP) $(STACK2_STAMP)
+	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python \
+	  --stack2-marks "(slow or long) and not docs and not server and not llm" -m "long and not docs and not server"
 
 test-stack2: $(STACK2_STAMP)
 	$(STACK2_BIN)/python -m tests.suite -m "$(STACK2_SELECT)"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m tests.suite -m "not slow"
-
-# The studies of README.md ("Studies"), each run end to end at a small size (marked study):
-# minutes each, past make test's time; CI runs make test-studies after make test.
-test-studies: $(STAMP)
-	$(BIN)/python -m pytest -q -ra -m study tests
+	$(BIN)/python -m tests.suite -m "not slow and not long"
 
 test-docs: $(STAMP)
 	$(BIN)/python -m pytest -q -ra -m docs tests/cli/test_readme.py

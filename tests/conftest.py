@@ -1,6 +1,7 @@
-"""Shared test set-up: two host devices for JAX, so parallel chains are exercised on CPU; and the llm rule.
+"""Shared test set-up: two host devices for JAX, so parallel chains are exercised on CPU, JAX's compilation
+cache in ``.cache/jax``; and the llm rule.
 
-The XLA flag must be set before JAX initialises, which is why it lives here.
+The XLA flag and the cache must be set before JAX initialises, which is why they live here.
 
 The llm rule: a test that needs the ``llm`` extra (torch, transformers, ...) carries
 ``@pytest.mark.llm``. On a stack without that extra (the second stack of ``make test``:
@@ -20,6 +21,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# JAX's persistent compilation cache: the suite compiles the same NUTS and SVI programs in many tests and
+# in the commands they run as subprocesses (which inherit this), and compiling is most of a small fit's
+# time. Entries are keyed by the program, the flags and the JAX version, so both stacks share the folder.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 LLM_EXTRA = ("torch", "transformers", "tokenizers", "gguf", "accelerate")  # pyproject.toml's llm extra

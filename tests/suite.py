@@ -1,6 +1,6 @@
 """The whole test suite as ``make test`` runs it: each test folder in a fresh pytest process, two lanes at once.
 
-    python -m tests.suite [--stack2 PYTHON] [PYTEST_ARGS ...]      e.g. -m "not slow"
+    python -m tests.suite [--stack2 PYTHON [--stack2-marks EXPR]] [PYTEST_ARGS ...]      e.g. -m "not slow"
 
 Why not one pytest process: a single process that compiles every XLA program of
 the suite has crashed inside XLA's CPU compiler (a segmentation fault late in
@@ -14,8 +14,8 @@ every folder passed and at least one test ran.
 ``--stack2 PYTHON`` (``make test``) runs the second supported stack too, that
 interpreter's environment (Python 3.12, ArviZ 1.x, no torch): each lane, once its
 own folders are done, takes the next of that stack's folders, with the quick tests
-that need no torch (:data:`STACK2_MARKS`; ``make test-stack2`` runs them all). The
-versions of both stacks are printed first.
+that need no torch (:data:`STACK2_MARKS`, or ``--stack2-marks EXPR``: ``make test-long``
+runs there the slow and long ones). The versions of both stacks are printed first.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ NO_TESTS_COLLECTED = 5
 # The second stack's folders, the slowest first; its selection within make test's time on two cores.
 STACK2_FOLDERS = ("tests/inference", "tests/cli", "tests/analysis", "tests/models", "tests/data",
                   "tests/test_architecture.py", "tests/workflows")
-STACK2_MARKS = "not slow and not docs and not server and not llm and not study"
+STACK2_MARKS = "not slow and not docs and not server and not llm and not long"
 VERSIONS = ("arviz-base", "arviz-stats", "arviz-plots", "xarray", "matplotlib", "numpy", "jax", "numpyro", "torch")
 
 
@@ -109,13 +109,15 @@ def run_folder(target: str, pytest_args: Sequence[str], workdir: Path, lock: thr
 
 def main(argv: Sequence[str] | None = None) -> int:
     pytest_args = list(sys.argv[1:] if argv is None else argv)
-    stack2 = None
+    stack2, stack2_marks = None, STACK2_MARKS
     if pytest_args[:1] == ["--stack2"]:
         stack2, pytest_args = pytest_args[1], pytest_args[2:]
+        if pytest_args[:1] == ["--stack2-marks"]:
+            stack2_marks, pytest_args = pytest_args[1], pytest_args[2:]
     print(f"suite: stack {versions(sys.executable)}", flush=True)
     second = queue.Queue()
     if stack2 is not None:
-        print(f"suite: stack 2 {versions(stack2)}; -m {STACK2_MARKS!r}", flush=True)
+        print(f"suite: stack 2 {versions(stack2)}; -m {stack2_marks!r}", flush=True)
         for target in STACK2_FOLDERS:
             second.put(target)
     lock = threading.Lock()
@@ -131,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     target = second.get_nowait()
                 except queue.Empty:
                     return
-                outcomes.append(run_folder(target, ["-m", STACK2_MARKS], workdir, lock, python=stack2,
+                outcomes.append(run_folder(target, ["-m", stack2_marks], workdir, lock, python=stack2,
                                            label="stack 2: "))
 
         threads = [threading.Thread(target=lane, args=(targets,)) for targets in LANES]

@@ -214,7 +214,7 @@ def test_study_needs_embeddings():
         embedding_study(ds)
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the embedding study end to end at seven ranks: make test-long
 def test_study_on_simulated_rows_beats_the_baselines(tmp_path):
     """On rows simulated from the model, the embedding model wins the held-out table and the files are written."""
     from bayesmatrix.cli import main

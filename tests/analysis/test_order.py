@@ -159,7 +159,7 @@ def test_order_command_writes_the_table(tmp_path, capsys):
     assert "--orders" in capsys.readouterr().err
 
 
-@pytest.mark.study
+@pytest.mark.long
 @pytest.mark.llm
 def test_the_shipped_table_reproduces_for_the_wind_tunnels(tmp_path):
     """The wind-tunnel rows of data/shipped/windtunnel/order/order.json, rerun from the command stored in it."""

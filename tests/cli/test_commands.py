@@ -246,7 +246,7 @@ SHIPPED_PHENOMENA = REPO / "data" / "shipped" / "phenomena"
 
 slow = (pytest.mark.slow,)
 llm = (pytest.mark.llm,)  # runs an LLM, or reads what one logged: needs the llm extra
-study = (pytest.mark.study,)  # a study end to end: make test-studies
+long = (pytest.mark.long,)  # a study or a whole workflow end to end: make test-long
 
 # Tiny settings, taken from the tests that check each command in depth.
 TABLE = [
@@ -311,24 +311,24 @@ TABLE = [
     Row("sbc", ("sbc",), ("matrix", "--replications", "2", "--num-warmup", "20"), "", an_sbc_report,
         marks=slow),
     # The quickest demo loads SmolLM2 (over a minute); its row checks the whole report.
-    Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=slow + llm),
+    Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=long + llm),
     # one wind tunnel through every stage of a study: log, four NUTS fits, the consistency checks
     Row("study", ("study",),
         ("--task", "windtunnel-dirichlet", "--models", "windtunnel:dirichlet", "--episodes", "4", "--length", "6",
          "--num-warmup", "30", "--num-samples", "30", "--multisets", "2", "--orders", "2", "--paths", "2",
          "--path-length", "2", "--out", "{out}"),
-        "study-out", a_model_study, marks=study + llm),
-    # each phenomena study on SmolLM2 at a tiny size (its model load alone takes 20 s): make test-studies
+        "study-out", a_model_study, marks=long + llm),
+    # each phenomena study on SmolLM2 at a tiny size (its model load alone takes 20 s): make test-long
     Row("phenomena_cot", ("phenomena", "cot"),
         ("--prompts", "2", "--direct-tokens", "3", "--cot-tokens", "6", "--batch-size", "2", "--quiet", "--out", "{out}"),
-        "phenomena-cot", phenomena_result("cot"), marks=study + llm),
+        "phenomena-cot", phenomena_result("cot"), marks=long + llm),
     Row("phenomena_long_context", ("phenomena", "long-context"),
         ("--inserted", "0,8", "--placements", "inside", "--episodes", "2", "--length", "4", "--num-warmup", "20",
          "--num-samples", "20", "--num-chains", "1", "--quiet", "--out", "{out}"),
-        "phenomena-long", phenomena_result("long-context"), marks=study + llm),
+        "phenomena-long", phenomena_result("long-context"), marks=long + llm),
     Row("phenomena_hallucination", ("phenomena", "hallucination"),
         ("--groups", "element", "--limit", "3", "--max-tokens", "3", "--quiet", "--out", "{out}"),
-        "phenomena-hallucination", phenomena_result("hallucination"), marks=study + llm),
+        "phenomena-hallucination", phenomena_result("hallucination"), marks=long + llm),
     # the shipped phenomena results as report sections (no LLM: the JSON files and their figures)
     Row("report_phenomena", ("report",), ("--phenomena", str(SHIPPED_PHENOMENA), "--out", "{out}"),
         "report-phenomena.html", a_phenomena_report),

@@ -61,9 +61,9 @@ NOT_RUN = {
     "tests/workflows/test_windtunnel_loop.py runs the loop",
     "bayesmatrix order windtunnel:dirichlet windtunnel:dirichlet-gpt2": "writes the shipped table into the "
     "repository (SmolLM2 takes minutes); tests/analysis/test_order.py reruns its wind-tunnel rows (make "
-    "test-studies), and the quick line after it runs",
+    "test-long), and the quick line after it runs",
     "bayesmatrix phenomena": "runs SmolLM2 for minutes per study and writes the shipped results into the "
-    "repository; tests/cli/test_commands.py runs each study at a tiny size (make test-studies)",
+    "repository; tests/cli/test_commands.py runs each study at a tiny size (make test-long)",
     "bayesmatrix report --phenomena": "reads the shipped results by their repository path; "
     "tests/cli/test_commands.py runs this report",
 }

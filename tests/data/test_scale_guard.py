@@ -69,7 +69,7 @@ def test_topk_logging_never_holds_rows_by_vocabulary(wide_vocabulary_model, monk
     np.testing.assert_allclose(ds["probs"].values.sum(axis=1), 1.0, atol=1e-9)
 
 
-@pytest.mark.slow
+@pytest.mark.long  # a benchmark script whole: make test-long
 def test_scale_benchmark_runs_with_tiny_settings():
     """In its own process: peak resident memory is a property of the process, and the test
     runner's own peak (every library the suite loaded) would be measured instead."""

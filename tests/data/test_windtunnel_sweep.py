@@ -139,7 +139,7 @@ def test_the_exact_updater_needs_small_kl_intervals_covering_one_and_no_loo_pref
     assert smallest_exact(rows[1:2]) is None
 
 
-@pytest.mark.study
+@pytest.mark.long
 def test_the_quick_sweep_end_to_end(tmp_path):
     """``bayesmatrix windtunnel sweep --quick``: two tiny sizes trained, scored, logged, fitted; table, record, figure.
 

@@ -44,7 +44,7 @@ def test_rows_are_split_and_everything_else_replicated():
         shard_rows({"probs": np.ones((5, 3))}, mesh, num_rows=5)
 
 
-@pytest.mark.slow
+@pytest.mark.long  # fits in a process of four host devices: make test-long
 def test_four_devices_same_elbo_sharded_and_parallel_chains():
     """The devices benchmark with tiny settings, in a fresh process with four host devices."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}

@@ -63,7 +63,7 @@ def bayesmatrix(*argv, check_status=(0,)):
     return completed.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.long  # a registered model through every command, each its own process: make test-long
 def test_a_model_of_ones_own_runs_through_every_command(registered, tmp_path):
     from bayesmatrix.data.llmlog import write_log
     from bayesmatrix.inference.fit import FitOptions, fit

@@ -236,7 +236,7 @@ def test_prepare_gives_features_rank_and_dims():
         prepare(ds, "embedding", rank=0)
 
 
-@pytest.mark.slow
+@pytest.mark.long  # the fit command end to end, twice: make test-long
 def test_fit_command_with_minibatches_and_nuts(tmp_path):
     """`bayesmatrix fit LOG --model embedding` by minibatch SVI and by NUTS writes run directories diagnose reads."""
     from bayesmatrix.cli import main as cli

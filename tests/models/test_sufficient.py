@@ -195,7 +195,7 @@ def test_fit_observe_counts_from_the_command_line_and_read_back(counts_log, tmp_
 # ----------------------------------------------------------------------------- the benchmark scripts, tiny settings
 
 
-@pytest.mark.slow
+@pytest.mark.long  # two benchmark scripts whole: make test-long
 def test_sufficient_and_overhead_benchmarks_run_with_tiny_settings(capsys):
     from benchmarks import overhead, sufficient
 
@@ -212,7 +212,7 @@ def test_sufficient_and_overhead_benchmarks_run_with_tiny_settings(capsys):
     assert "NUTS without compilation" in printed and "overhead incl. compile" in printed
 
 
-@pytest.mark.slow
+@pytest.mark.long  # a benchmark script whole: make test-long
 def test_peers_benchmark_runs_our_side_with_tiny_settings(capsys):
     from benchmarks import peers
 

@@ -14,7 +14,7 @@ import pytest
 from bayesmatrix.data.llmlog import read_log
 from bayesmatrix.inference.rundir import read_run
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.long  # the experiment end to end on SmolLM2, minutes: make test-long
 
 
 def bayesmatrix(*args: str, cwd) -> str:

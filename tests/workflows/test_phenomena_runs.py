@@ -1,5 +1,5 @@
 """The phenomena studies (bayesmatrix/workflows/phenomena.py): questions, inserted text, the answer key,
-the summaries, and each study end to end on SmolLM2 at a tiny size (marked study)."""
+the summaries, and each study end to end on SmolLM2 at a tiny size (marked long)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_summaries_of_known_records():
 
 
 # ---------------------------------------------------------------------------
-# End to end on SmolLM2, tiny (make test-studies)
+# End to end on SmolLM2, tiny (make test-long)
 # ---------------------------------------------------------------------------
 
 
@@ -117,7 +117,7 @@ def smollm2():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.study
+@pytest.mark.long
 @pytest.mark.llm
 def test_cot_study(smollm2, tmp_path):
     from bayesmatrix.workflows.phenomena import run_cot
@@ -131,7 +131,7 @@ def test_cot_study(smollm2, tmp_path):
     assert result["summary"]["cot"]["accuracy"]["n"] == 2
 
 
-@pytest.mark.study
+@pytest.mark.long
 @pytest.mark.llm
 def test_long_context_study_resumes_per_condition(smollm2, tmp_path):
     from bayesmatrix.workflows.phenomena import run_long_context
@@ -149,7 +149,7 @@ def test_long_context_study_resumes_per_condition(smollm2, tmp_path):
     assert again["conditions"] == result["conditions"]
 
 
-@pytest.mark.study
+@pytest.mark.long
 @pytest.mark.llm
 def test_hallucination_study_and_report(smollm2, tmp_path):
     from bayesmatrix.analysis.report import build_report

@@ -144,7 +144,7 @@ def test_every_panel_is_a_column_and_the_table_prints_missing_values():
     assert list(study_frame([row]).columns)[:2] == ["model", "parameters"]
 
 
-@pytest.mark.study
+@pytest.mark.long
 @pytest.mark.llm  # runs the wind tunnels (torch)
 def test_two_wind_tunnels_end_to_end_and_a_rerun_reuses_them(tmp_path):
     """Every stage on two shipped wind tunnels at a tiny size; a rerun redoes nothing, and after a

@@ -20,7 +20,7 @@ from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.windtunnel import WORLDS
 from bayesmatrix.workflows.windtunnel_loop import CASES, LoopSettings, divergences, fitted, loo_gain, posterior
 
-slow = pytest.mark.slow
+long = pytest.mark.long  # the loop end to end, minutes: make test-long
 
 SETTINGS = LoopSettings()
 
@@ -55,7 +55,7 @@ def fit(workdir, loop):
 
 
 @pytest.mark.llm  # runs an LLM (torch): the llm extra
-@slow
+@long
 def test_full_model_recovers_the_world_prior_as_exact_bayes(fit):
     """Step 4: icl-general finds alpha_true (mean and strength), decay and temperature near 1."""
     run = fit("dirichlet", "dirichlet", "icl-general")
@@ -72,7 +72,7 @@ def test_full_model_recovers_the_world_prior_as_exact_bayes(fit):
 
 
 @pytest.mark.llm  # runs an LLM (torch): the llm extra
-@slow
+@long
 def test_only_the_sliding_window_model_is_flagged(fit):
     """Step 4b: decay clearly below 1, and LOO for icl-general, for the window model alone."""
     full_exact = fit("dirichlet", "dirichlet", "icl")
@@ -91,7 +91,7 @@ def test_only_the_sliding_window_model_is_flagged(fit):
 
 
 @pytest.mark.llm  # runs an LLM (torch): the llm extra
-@slow
+@long
 def test_mixture_world_prefers_the_mixture_updater(fit):
     """Step 4 on the mixture world: icl-mixture beats the single-Dirichlet icl by LOO."""
     exact = fit("mixture", "mixture", "icl")
@@ -102,7 +102,7 @@ def test_mixture_world_prefers_the_mixture_updater(fit):
 
 
 @pytest.mark.llm  # runs an LLM (torch): the llm extra
-@slow
+@long
 def test_the_command_writes_every_log_and_run_and_prints_each_case(loop, workdir, capsys):
     from bayesmatrix.cli import main
     from bayesmatrix.data.llmlog import read_log
