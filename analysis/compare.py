@@ -38,10 +38,11 @@ def loo_of(datatree):
     """PSIS-LOO of one DataTree (the log_likelihood group holds one pointwise variable per row).
 
     A row whose log-likelihood is the same under every draw (a row of counts with no token on the
-    categories, say; the same up to rounding, :data:`CONSTANT_ULPS`) has an exact leave-one-out value: its importance ratios are all equal, so its
-    weights are uniform and its elpd is that log-likelihood. PSIS cannot fit a Pareto tail to equal
-    values (ArviZ raises "All tail values are the same"), so those rows get uniform weights and
-    Pareto k 0 (reliable) and PSIS smooths the rest.
+    categories, say; the same up to rounding, :data:`CONSTANT_ULPS`) has an exact leave-one-out
+    value: its importance ratios are all equal, so its weights are uniform and its elpd is that
+    log-likelihood. PSIS cannot fit a Pareto tail to equal values (ArviZ raises "All tail values
+    are the same", or gives NaN on float32 ties), so those rows get uniform weights and Pareto k 0
+    (reliable) and PSIS smooths the rest as it would without them.
     """
     import arviz_stats as azs
 
