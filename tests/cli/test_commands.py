@@ -244,7 +244,6 @@ def a_phenomena_report(out: Path, completed: Completed) -> None:
 
 SHIPPED_PHENOMENA = REPO / "data" / "shipped" / "phenomena"
 
-slow = (pytest.mark.slow,)
 llm = (pytest.mark.llm,)  # runs an LLM, or reads what one logged: needs the llm extra
 long = (pytest.mark.long,)  # a study or a whole workflow end to end: make test-long
 
@@ -305,11 +304,11 @@ TABLE = [
     Row("embedding", ("embedding",),
         ("{log}", "--out", "{out}", "--ranks", "1", "--columns", "0", "--features", "4", "--pairs", "50",
          "--num-samples", "10", "--max-steps", "100", "--quiet"),
-        "study", a_study, marks=llm),
+        "study", a_study, marks=long + llm),
     Row("embedding_shrink", ("embedding",), ("{sim_embedding}", "--shrink", "{out}", "--columns", "2"),
         "embedding-small.nc", a_log(60, "probs", "embedding")),
     Row("sbc", ("sbc",), ("matrix", "--replications", "2", "--num-warmup", "20"), "", an_sbc_report,
-        marks=slow),
+        marks=long),
     # The quickest demo loads SmolLM2 (over a minute); its row checks the whole report.
     Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=long + llm),
     # one wind tunnel through every stage of a study: log, four NUTS fits, the consistency checks

@@ -46,7 +46,7 @@ def test_same_seed_same_draws(icl_log, tmp_path, method, capsys):
         np.testing.assert_array_equal(runs[0][name], runs[1][name])
 
 
-@pytest.mark.slow
+@pytest.mark.long  # kills a command again and again: make test-long
 def test_fit_killed_at_any_moment_leaves_no_half_written_run(icl_log, tmp_path):
     """SIGKILL while fitting or writing: RUN_DIR is either absent or complete and readable."""
     out = tmp_path / "run"
@@ -134,7 +134,7 @@ def _report_process(icl_run, icl_log, out):
     )
 
 
-@pytest.mark.slow
+@pytest.mark.long  # kills a command again and again: make test-long
 def test_report_killed_at_any_moment_leaves_the_old_file_or_a_complete_one(icl_run, icl_log, tmp_path):
     """SIGKILL while drawing or while writing: OUT holds its old content or the whole new report."""
     out = tmp_path / "report.html"
@@ -180,7 +180,7 @@ def _wait_for(predicate, seconds=120):
 
 
 @pytest.mark.llm  # runs an LLM (torch): the llm extra
-@pytest.mark.slow
+@pytest.mark.long  # logs SmolLM2 in processes it kills or races: make test-long
 def test_a_second_log_on_the_same_output_is_refused_while_the_first_holds_the_folder(tmp_path):
     """Two overlapping runs of one --out: the first is stopped (SIGSTOP) while it holds OUT.partial/; the
     second is refused in one line naming the folder and changes nothing; the first then finishes its log."""
@@ -208,7 +208,7 @@ def test_a_second_log_on_the_same_output_is_refused_while_the_first_holds_the_fo
 
 
 @pytest.mark.llm  # runs an LLM (torch): the llm extra
-@pytest.mark.slow
+@pytest.mark.long  # logs SmolLM2 in processes it kills or races: make test-long
 def test_a_killed_log_releases_its_lock_and_a_damaged_chunk_is_named(tmp_path):
     """SIGKILL leaves OUT.partial/ and its lock file, but the OS has released the lock: the rerun is not
     refused for it. A chunk damaged on disk is refused in one line naming it, until --restart."""
