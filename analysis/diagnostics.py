@@ -41,15 +41,30 @@ PARETO_K_MIN_DRAWS = 30
 that tail above its minimum, so at least 6 of them (0.8 took 5): 30 draws at least, on both."""
 
 
+TAIL_SPREAD_MAX = 700.0
+"""Nats between the largest importance log weight and the start of PSIS's tail past which the tail's
+weights, scaled by the largest, underflow float64 (exp(-708) is its smallest normal number)."""
+
+
 def importance_pareto_k(log_weights: np.ndarray) -> float:
     """Pareto k of the right tail of importance weights, from their logs (one per draw); NaN where
     they are not all finite (a point-mass guide has no density) or fewer than
-    :data:`PARETO_K_MIN_DRAWS`."""
+    :data:`PARETO_K_MIN_DRAWS`; infinite where the tail spans more than :data:`TAIL_SPREAD_MAX`
+    nats, so that one draw carries all the weight.
+
+    k grows with the tail's spread (about 40 at 300 nats), but past the float range PSIS's fit sees
+    weights of exactly 0: arviz-stats 0.8 then returned k 0.03 ("good") and 1.x NaN.
+    """
     from arviz_stats.base import array_stats
 
     log_weights = np.asarray(log_weights, dtype=float).ravel()
     if log_weights.size < PARETO_K_MIN_DRAWS or not np.isfinite(log_weights).all():
         return float("nan")
+    size = log_weights.size  # PSIS's tail at r_eff 1: 3 sqrt(S) draws, a fifth of them at 225 or fewer
+    tail = int(np.floor(3 * np.sqrt(size)) if size > 225 else np.floor(size / 5))
+    largest = np.sort(log_weights)[::-1]
+    if largest[0] - largest[min(tail, size - 1)] > TAIL_SPREAD_MAX:
+        return float("inf")
     # arviz_stats' psislw smooths the right tail of the negated array (it is given log-likelihoods
     # and smooths the LOO ratios 1 / p), so importance log weights go in negated.
     _, khat = array_stats.psislw(-log_weights, r_eff=1.0)
@@ -163,7 +178,7 @@ def diagnose_datatree(datatree, method: str | None = None, svi_converged: bool |
             flags.append("SVI loss is not finite")
         if "sample_stats" in datatree.children and IMPORTANCE_SITE in datatree["sample_stats"]:
             pareto_k = importance_pareto_k(np.asarray(datatree["sample_stats"][IMPORTANCE_SITE]))
-            if np.isfinite(pareto_k) and pareto_k > threshold:
+            if not np.isnan(pareto_k) and pareto_k > threshold:
                 flags.append(f"the guide's Pareto k {pareto_k:.2f} > {threshold:.2f}: it misses posterior mass, "
                              "so its intervals are unreliable (try guide mvn, or NUTS)")  # fmt: skip
     return Diagnosis(
@@ -196,7 +211,7 @@ def svi_checks(diagnosis: Diagnosis) -> list[str]:
             f"between the last two {PLATEAU_WINDOW}-step means {change:.1e} (plateau: below {PLATEAU_TOLERANCE:g}); "
             f"plateau reached: {'yes' if diagnosis.svi_converged is not False and change <= PLATEAU_TOLERANCE else 'no'}"
         )
-    if np.isfinite(diagnosis.pareto_k):
+    if not np.isnan(diagnosis.pareto_k):
         k, threshold = diagnosis.pareto_k, diagnosis.pareto_k_threshold
         verdict = "good" if k < 0.5 else "usable" if k <= threshold else "unreliable"
         lines.append(f"guide Pareto k (PSIS of log p(x, z) - log q(z) over {diagnosis.num_draws} draws): {k:.2f} "

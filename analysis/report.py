@@ -738,7 +738,7 @@ def format_findings(findings: Findings) -> str:
         approximate = ""
         if run.method == "svi":
             approximate = "; SVI: approximate intervals"
-            if run.guide_pareto_k is not None and np.isfinite(run.guide_pareto_k):
+            if run.guide_pareto_k is not None and not np.isnan(run.guide_pareto_k):
                 threshold = run.guide_pareto_k_threshold
                 approximate += (f", guide Pareto k {run.guide_pareto_k:.2f}"
                                 f"{' > ' if run.guide_pareto_k > threshold else ' <= '}{threshold:.2f}"

@@ -53,3 +53,23 @@ def test_guide_pareto_k_finds_a_heavy_tail_and_needs_enough_draws():
     assert np.isnan(importance_pareto_k(rng.normal(size=PARETO_K_MIN_DRAWS - 1)))
     assert np.isfinite(importance_pareto_k(rng.normal(size=PARETO_K_MIN_DRAWS)))
     assert np.isnan(importance_pareto_k(np.array([0.0, np.inf] * 20)))
+
+
+
+def test_guide_pareto_k_of_a_tail_wider_than_floats_is_infinite_not_good():
+    """k grows with the spread of the log weights; past float64's range the scaled tail weights are 0
+    and PSIS's fit saw no tail (k 0.03 on arviz-stats 0.8, NaN on 1.x): one draw carries all the weight."""
+    import arviz_base as azb
+
+    from bayesmatrix.analysis.diagnostics import importance_pareto_k
+    from bayesmatrix.inference.svi import IMPORTANCE_SITE
+
+    log_weights = -0.5 * np.log(np.random.default_rng(0).uniform(size=2000))
+    ks = [importance_pareto_k(scale * log_weights) for scale in (1, 10, 100, 200)]
+    assert ks == sorted(ks) and ks[-1] > 50
+    assert importance_pareto_k(300 * log_weights) == np.inf
+    tree = azb.from_dict({"posterior": {"p": np.full((1, 2000), 0.5)},
+                         "sample_stats": {IMPORTANCE_SITE: (300 * log_weights)[None, :]}})  # fmt: skip
+    diagnosis = diagnose_datatree(tree, "svi", True)
+    assert any("Pareto k inf" in flag for flag in diagnosis.flags)
+    assert "guide Pareto k (PSIS" in format_diagnosis(diagnosis) and "unreliable" in format_diagnosis(diagnosis)
