@@ -55,7 +55,6 @@ def test_guide_pareto_k_finds_a_heavy_tail_and_needs_enough_draws():
     assert np.isnan(importance_pareto_k(np.array([0.0, np.inf] * 20)))
 
 
-
 def test_guide_pareto_k_of_a_tail_wider_than_floats_is_infinite_not_good():
     """k grows with the spread of the log weights; past float64's range the scaled tail weights are 0
     and PSIS's fit saw no tail (k 0.03 on arviz-stats 0.8, NaN on 1.x): one draw carries all the weight."""
