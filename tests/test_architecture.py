@@ -7,6 +7,7 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -155,13 +156,28 @@ def test_log_and_fit_run_beside_a_users_own_packages(tmp_path):
     assert (project / "run" / "posterior.nc").is_file() and (project / "log.nc").is_file()
 
 
+def test_shipped_folders_python_could_import_are_listed_as_packages():
+    """setuptools warns, for each, about a folder of package data whose name is an identifier."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    shipped = ROOT / "data" / "shipped"
+    importable = {
+        ".".join(("bayesmatrix.data.shipped", *folder.relative_to(shipped).parts)).rstrip(".")
+        for folder in [shipped, *shipped.rglob("*")]
+        if folder.is_dir() and all(part.isidentifier() for part in folder.relative_to(ROOT / "data").parts)
+    }
+    assert importable <= listed, sorted(importable - listed)
+    assert {name for name in listed if name.startswith("bayesmatrix.data.shipped")} <= importable
+
+
 @pytest.mark.slow
 def test_wheel_holds_one_top_level_package(tmp_path):
-    subprocess.run(
+    built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
     )
+    assert "absent from the `packages` configuration" not in built.stdout + built.stderr
     (wheel,) = tmp_path.glob("bayesmatrix-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -169,7 +185,9 @@ def test_wheel_holds_one_top_level_package(tmp_path):
     assert top == {"bayesmatrix"}
     for layer in LAYERS:
         assert f"bayesmatrix/{layer}/__init__.py" in names
-    assert "bayesmatrix/data/shipped/smollm2_corpus.nc" in names
+    shipped = [path for path in (ROOT / "data" / "shipped").rglob("*") if path.is_file()]
+    missing = [str(path) for path in shipped if f"bayesmatrix/{path.relative_to(ROOT).as_posix()}" not in names]
+    assert shipped and not missing, missing
 
 
 # `pip install bayesmatrix` leaves the llm extra out (pyproject.toml, README.md "Install"): these
