@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for outcome in sorted(outcomes):
         print(f"suite: {outcome.target:<38} {outcome.passed:>6}  {outcome.failed:>6}  {outcome.skipped:>7}  "
               f"{outcome.deselected:>10}  {outcome.seconds:>7.0f}  {outcome.status:>4}")
+    if any(outcome.status == NO_TESTS_COLLECTED for outcome in outcomes):
+        print(f"suite: exit {NO_TESTS_COLLECTED}: no test of that folder matches the selection (not a failure)")
     passed = sum(outcome.passed for outcome in outcomes)
     failed = sum(outcome.failed for outcome in outcomes)
     skipped = sum(outcome.skipped for outcome in outcomes)
