@@ -202,16 +202,17 @@ _SWEEP_OVERRIDES = ("steps", "batch_size", "eval_sequences", "episodes", "num_ch
 def _register_sweep(actions) -> None:
     sweep = actions.add_parser(
         "sweep",
-        help="in-context learning against model size: train, score, log and fit seven sizes",
+        help="in-context learning against model size: train and score seven sizes, then study them",
         description="Train wind-tunnel Llamas of seven sizes (about 1e3 to 5e5 parameters, width and depth) on the "
         "dirichlet world with one recipe (the same data stream, steps and batch), score each against the exact "
-        "predictive (strict KL by position, beyond the training length too), log each with `bayesmatrix log` and "
-        "fit icl and icl-general to the sampled tokens, each as its own process; then one table (sweep.csv), its "
+        "predictive (strict KL by position, beyond the training length too), then study the sizes as `bayesmatrix "
+        "study` studies any models (in OUT/study: each logged on the world's task, icl, icl-general, icl-none and "
+        "icl-frequency fitted to the sampled tokens, order and martingale checked); then one table (sweep.csv), its "
         "record (sweep.json) and one figure (sweep.png) of the Bayesian-ness measures against parameters, with the "
-        "smallest size whose updater reads as exact marked (README, \"Wind tunnel: a size sweep\"). Every step "
-        "is reused when OUT already holds it; training resumes from a size's checkpoint.",
+        "smallest size whose updater reads as exact marked (README, \"In-context learning against size\"). Every "
+        "step is reused when OUT already holds it; training resumes from a size's checkpoint.",
     )
-    sweep.add_argument("out", metavar="OUT", help="folder for the trained sizes, logs and runs (reused)")
+    sweep.add_argument("out", metavar="OUT", help="folder for the trained sizes, their scores and the study (reused)")
     sweep.add_argument("--results", metavar="DIR", help="folder for sweep.csv, sweep.json and sweep.png (default OUT)")
     sweep.add_argument("--quick", action="store_true",
                        help="two tiny sizes on a tiny recipe (40 steps, short logs and chains): a minute or two")
@@ -239,6 +240,9 @@ def _sweep(args) -> int:
     torch.set_num_threads(args.threads)
     overrides = {name: getattr(args, name) for name in _SWEEP_OVERRIDES if getattr(args, name) is not None}
     settings = dataclasses.replace(QUICK if args.quick else SweepSettings(), **overrides)
+    from bayesmatrix.inference.runtime import configure
+
+    configure(num_chains=settings.num_chains)  # before JAX starts: one host device per chain
     run_sweep(args.out, settings, results=args.results, command=shlex.join(["bayesmatrix", *sys.argv[1:]]),
               progress=not args.quiet)
     return 0

@@ -1,18 +1,19 @@
 """In-context learning against model size: one wind-tunnel world, one recipe, models from 1e3 to 5e5 parameters.
 
-README, "Wind tunnel: a size sweep". Each size of :data:`SIZES` is trained on
-the same world with the same data stream, steps and batch
+README, "In-context learning against size". Each size of :data:`SIZES` is
+trained on the same world with the same data stream, steps and batch
 (:func:`bayesmatrix.data.windtunnel.training.train`, resumable per size from
-its checkpoint), scored against the exact posterior predictive by position,
+its checkpoint) and scored against the exact posterior predictive by position,
 strict (the category probabilities as they are) and beyond the training length
-``K`` (:func:`bayesmatrix.data.windtunnel.evaluation.evaluate`), logged with
-``bayesmatrix log`` on the world's task and fitted with ``icl`` (exact Bayes)
-and ``icl-general`` (decay and temperature free), each as its own process
-(``bayesmatrix.workflows.windtunnel_loop``). One row per size: the strict KL,
-the fitted decay, temperature and prior strength with their intervals, and the
-LOO difference ``icl-general - icl``; one figure of them against the parameter
-count, with the smallest size whose updater reads as exact marked
-(:func:`exact_updater`).
+``K`` (:func:`bayesmatrix.data.windtunnel.evaluation.evaluate`). Then the sizes
+are one study (``bayesmatrix.workflows.study.run_study``, in ``OUT/study``), as
+any list of models is: each logged on the world's task, fitted with ``icl``
+(exact Bayes), ``icl-general`` (decay and temperature free), ``icl-none`` and
+``icl-frequency``, and checked for order and the martingale property. One row
+per size: the strict KL and the study's measures (decay, temperature and prior
+strength with their intervals, the LOO differences, excess bits, the order and
+martingale gaps); one figure of them against the parameter count, with the
+smallest size whose updater reads as exact marked (:func:`exact_updater`).
 """
 
 from __future__ import annotations
@@ -73,13 +74,14 @@ class SweepSettings:
     eval_length: int = 64
     """Tokens per scored sequence: positions beyond ``length`` were never trained."""
     episodes: int = 64
-    """Episodes ``bayesmatrix log`` writes per size."""
+    """Episodes logged per size (the study's ``episodes``)."""
     samples: int = 10
     """Tokens sampled per logged row."""
     num_chains: int = 2
     num_warmup: int = 200
     num_samples: int = 200
     fit_seed: int = 1
+    """The study's seed: each size's log, fits and consistency checks."""
 
     def __post_init__(self):
         if not self.sizes:
@@ -128,17 +130,18 @@ EXACT_KL_BITS = 1e-3
 DECAY_EDGE = 1e-3
 # LOO "prefers" icl-general when its elpd gain over icl exceeds this many standard errors of the difference.
 LOO_PREFERENCE_SE = 2.0
-FITTED = ("icl", "icl-general")
 TABLE = "sweep.csv"
 RECORD = "sweep.json"
 FIGURE = "sweep.png"
+STUDY_DIR = "study"
+"""``OUT/study``: the study of every size (``workflows.study``), its logs and runs."""
 
 
 class SweepResult(NamedTuple):
     """What :func:`run_sweep` wrote and found."""
 
     rows: list[dict]
-    """One dict per size, smallest first (fields :data:`COLUMNS`)."""
+    """One dict per size, smallest first (fields :func:`columns`)."""
     exact: str | None
     """The name of the smallest size whose updater reads as exact (:func:`exact_updater`), ``None`` if none."""
     table: Path
@@ -146,20 +149,24 @@ class SweepResult(NamedTuple):
     figure: Path
 
 
-COLUMNS = (
-    "size", "hidden_size", "num_layers", "num_heads", "parameters",
-    "strict_kl_bits", "strict_kl_bits_se", "strict_kl_bits_beyond", "kl_bits", "outside_mass",
-    "icl_s", "icl_s_low", "icl_s_high",
-    "s", "s_low", "s_high", "decay", "decay_low", "decay_high", "temperature", "temperature_low",
-    "temperature_high", "loo_gain", "loo_gain_se", "divergences", "exact",
-    "train_cpu_seconds", "eval_cpu_seconds", "log_cpu_seconds", "fit_cpu_seconds",
-)  # fmt: skip
+SIZE_COLUMNS = ("size", "hidden_size", "num_layers", "num_heads", "parameters")
+SCORE_COLUMNS = ("strict_kl_bits", "strict_kl_bits_se", "strict_kl_bits_beyond", "kl_bits", "outside_mass")
+COST_COLUMNS = ("train_cpu_seconds", "eval_cpu_seconds", "study_seconds")
+
+
+def columns() -> list[str]:
+    """The table's columns: the size, its scores, the study's measures (``analysis.study.table_columns``),
+    whether it reads as exact, and what each step cost."""
+    from bayesmatrix.analysis.study import table_columns
+
+    measured = [column for column in table_columns() if column not in ("model", "parameters")]
+    return [*SIZE_COLUMNS, *SCORE_COLUMNS, *measured, "exact", *COST_COLUMNS]
 
 
 def exact_updater(row: dict, kl_bits: float = EXACT_KL_BITS) -> bool:
     """Whether a size's row reads as an exact Bayesian updater (see :data:`EXACT_KL_BITS`)."""
     covers_one = row["temperature_low"] <= 1.0 <= row["temperature_high"] and row["decay_high"] >= 1.0 - DECAY_EDGE
-    loo_prefers_general = row["loo_gain"] > LOO_PREFERENCE_SE * row["loo_gain_se"]
+    loo_prefers_general = row["loo_general"] > LOO_PREFERENCE_SE * row["loo_general_se"]
     return bool(row["strict_kl_bits"] <= kl_bits and covers_one and not loo_prefers_general)
 
 
@@ -193,78 +200,21 @@ def scored(out: Path, size: Size, settings: SweepSettings) -> dict:
     return saved
 
 
-def _children_cpu() -> float:
-    import resource
+def studied(out: Path, settings: SweepSettings, say=print):
+    """Every size through ``workflows.study.run_study`` on its world's task (``OUT/study``, resumed per size):
+    logged, fitted with the four ICL models by NUTS observing the sampled tokens, checked for order and
+    the martingale property. JAX must be configured for ``num_chains`` before it starts."""
+    from bayesmatrix.workflows.study import run_study
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def logged(out: Path, size: Size, settings: SweepSettings) -> tuple[Path, float]:
-    """``bayesmatrix log`` of one size on its world's task (``OUT/NAME.nc``, reused); and its CPU seconds."""
-    path = Path(out) / f"{size.name}.nc"
-    if not path.exists():
-        _measured(path, ["log", "--model", str(model_dir(out, size)), "--task", f"windtunnel-{settings.world}",
-                         "--episodes", str(settings.episodes), "--length", str(settings.length),
-                         "--samples", str(settings.samples), "--seed", str(settings.fit_seed), "--out", str(path)])
-    return path, _cost(path)["cpu_seconds"]
+    return run_study([str(model_dir(out, size)) for size in settings.sizes], f"windtunnel-{settings.world}",
+                     Path(out) / STUDY_DIR, episodes=settings.episodes, length=settings.length,
+                     samples=settings.samples, observe="counts", num_chains=settings.num_chains,
+                     num_warmup=settings.num_warmup, num_samples=settings.num_samples, seed=settings.fit_seed,
+                     say=say)  # fmt: skip
 
 
-def fitted(out: Path, size: Size, icl_model: str, settings: SweepSettings) -> tuple[Path, float]:
-    """``bayesmatrix fit`` of ``icl_model`` to the size's log, observing the sampled tokens (reused); CPU seconds."""
-    log, _ = logged(out, size, settings)
-    run_dir = Path(out) / f"{size.name}-{icl_model}"
-    if not run_dir.exists():
-        _measured(run_dir, ["fit", str(log), "--model", icl_model, "--out", str(run_dir), "--observe", "counts",
-                            "--num-chains", str(settings.num_chains), "--num-warmup", str(settings.num_warmup),
-                            "--num-samples", str(settings.num_samples), "--seed", str(settings.fit_seed),
-                            "--quiet", "--no-plots"])
-    return run_dir, _cost(run_dir)["cpu_seconds"]
-
-
-def _measured(path: Path, arguments: list[str]) -> None:
-    """Run ``bayesmatrix ARGUMENTS`` (output in PATH.txt) and keep its CPU and wall seconds in PATH.cost.json,
-    so a rerun that reuses ``path`` still reports what it cost."""
-    import json
-    import time
-
-    from bayesmatrix.data.atomic import write_text_atomic
-    from bayesmatrix.workflows.windtunnel_loop import run_bayesmatrix
-
-    started, cpu_before = time.time(), _children_cpu()
-    run_bayesmatrix(arguments, f"{path}.txt")
-    cost = {"cpu_seconds": round(_children_cpu() - cpu_before, 1), "wall_seconds": round(time.time() - started, 1)}
-    write_text_atomic(f"{path}.cost.json", json.dumps(cost) + "\n")
-
-
-def _cost(path: Path) -> dict:
-    import json
-
-    cost_path = Path(f"{path}.cost.json")
-    return json.loads(cost_path.read_text()) if cost_path.is_file() else {"cpu_seconds": float("nan")}
-
-
-def equal_tailed(draws) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the mean and the equal-tailed interval of ``inference.fit.INTERVAL_PROB``."""
-    import numpy as np
-
-    from bayesmatrix.inference.fit import INTERVAL_PROB
-
-    tail = (1 - INTERVAL_PROB) / 2
-    low, high = np.quantile(draws, [tail, 1 - tail])
-    return float(np.mean(draws)), float(low), float(high)
-
-
-def size_row(out: Path, size: Size, settings: SweepSettings, command: str | None = None,
-             progress: bool = False) -> dict:
-    """Train, score, log and fit one size (each step reused when already done) into its table row."""
-    from bayesmatrix.workflows.windtunnel_loop import divergences, loo_gain, posterior
-
-    training = trained(out, size, settings, command=command, progress=progress).record
-    evaluation = scored(out, size, settings)
-    _, log_cpu = logged(out, size, settings)
-    (icl, icl_cpu), (general, general_cpu) = (fitted(out, size, name, settings) for name in FITTED)
-    gain, gain_se = loo_gain(icl, general)
+def size_row(size: Size, training: dict, evaluation: dict, measured: dict, study_seconds: float) -> dict:
+    """One size's table row: its shape, its scores, the study's measures (``model`` left out: a path)."""
     row = {
         "size": size.name, "hidden_size": size.hidden_size, "num_layers": size.num_layers,
         "num_heads": size.num_heads, "parameters": training["parameters"],
@@ -273,49 +223,49 @@ def size_row(out: Path, size: Size, settings: SweepSettings, command: str | None
         "strict_kl_bits_beyond": evaluation["mean_strict_kl_bits_beyond"],
         "kl_bits": evaluation["mean_kl_bits_trained"], "outside_mass": evaluation["mean_outside_mass_trained"],
     }  # fmt: skip
-    row["icl_s"], row["icl_s_low"], row["icl_s_high"] = equal_tailed(posterior(icl, "s"))
-    for site in ("s", "decay", "temperature"):
-        row[site], row[f"{site}_low"], row[f"{site}_high"] = equal_tailed(posterior(general, site))
-    row["loo_gain"], row["loo_gain_se"] = gain, gain_se
-    row["divergences"] = divergences(icl) + divergences(general)
+    row.update({name: value for name, value in measured.items() if name not in ("model", "parameters")})
     row["exact"] = exact_updater(row)
     row["train_cpu_seconds"] = training["train_cpu_seconds"]
     row["eval_cpu_seconds"] = evaluation.get("eval_cpu_seconds")
-    row["log_cpu_seconds"] = round(log_cpu, 1)
-    row["fit_cpu_seconds"] = round(icl_cpu + general_cpu, 1)
+    row["study_seconds"] = study_seconds
     row["strict_kl_bits_by_position"] = [position["strict_kl_bits"] for position in evaluation["positions"]]
     return row
 
 
 def run_sweep(out: str | Path, settings: SweepSettings = SweepSettings(), results: str | Path | None = None,
               command: str | None = None, progress: bool = False, say=print) -> SweepResult:
-    """Every size of ``settings`` through train, score, log and fit into ``out`` (what it holds is reused),
-    then the table, the record and the figure into ``results`` (default ``out``)."""
-    import csv
-    import io
+    """Every size of ``settings`` trained and scored into ``out``, then studied together (:func:`studied`);
+    what ``out`` holds is reused. The table, the record and the figure go into ``results`` (default ``out``).
+    JAX must be configured for ``settings.num_chains`` before it starts (``bayesmatrix windtunnel sweep`` does)."""
     import json
+    import math
     import time
 
-    from bayesmatrix.data.atomic import write_text_atomic
+    from bayesmatrix.data.atomic import write_rows_atomic
     from bayesmatrix.data.windtunnel import WORLDS
+    from bayesmatrix.workflows.study import MEASURES_FILE, MODELS_DIR, model_folder_name
 
     out = Path(out)
     results = out if results is None else Path(results)
     out.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
-    started, cpu_started, children_started = time.time(), time.process_time(), _children_cpu()
-    rows = []
+    started, cpu_started = time.time(), time.process_time()
+    trainings, evaluations = [], []
     for size in settings.sizes:
-        row = size_row(out, size, settings, command=command, progress=progress)
-        rows.append(row)
-        say(format_row(row))
+        trainings.append(trained(out, size, settings, command=command, progress=progress).record)
+        evaluations.append(scored(out, size, settings))
+        say(f"{size.name} ({trainings[-1]['parameters']} parameters): strict KL "
+            f"{evaluations[-1]['mean_strict_kl_bits_trained']:.2e} bits over 1..{settings.length}")
+    study = studied(out, settings, say=say)
+    rows = []
+    for size, training, evaluation, measured in zip(settings.sizes, trainings, evaluations, study.rows):
+        folder = out / STUDY_DIR / MODELS_DIR / model_folder_name(str(model_dir(out, size)))
+        seconds = json.loads((folder / MEASURES_FILE).read_text()).get("seconds", math.nan)
+        rows.append(size_row(size, training, evaluation, measured, seconds))
+        say(format_row(rows[-1]))
     rows.sort(key=lambda row: row["parameters"])
     exact = smallest_exact(rows)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    table = write_text_atomic(results / TABLE, buffer.getvalue())
+    table = write_rows_atomic(results / TABLE, [{column: row.get(column) for column in columns()} for row in rows])
     world = WORLDS[settings.world]
     record = {
         "command": command,
@@ -325,11 +275,9 @@ def run_sweep(out: str | Path, settings: SweepSettings = SweepSettings(), result
         f"containing 1 and decay interval reaching {1 - DECAY_EDGE} or more, LOO gain of icl-general over icl at most {LOO_PREFERENCE_SE} standard errors",
         "smallest_exact": exact,
         "this_invocation": {"wall_seconds": round(time.time() - started, 1),
-                            "cpu_seconds": round(time.process_time() - cpu_started + _children_cpu()
-                                                 - children_started, 1)},
-        "rows": rows,
+                            "cpu_seconds": round(time.process_time() - cpu_started, 1)},
     }
-    record_path = write_text_atomic(results / RECORD, json.dumps(record, indent=2) + "\n")
+    record_path = write_rows_atomic(results / RECORD, rows, record)
     figure = sweep_figure_file(rows, exact, sum(world.alphas[0]), settings.length, results / FIGURE)
     say(f"smallest exact updater: {exact or 'none'} ({record['exact_criterion']})")
     say(f"wrote {table}, {record_path}, {figure}")
@@ -342,21 +290,25 @@ def format_row(row: dict) -> str:
 
     return (f"{row['size']} ({row['parameters']} parameters): strict KL {row['strict_kl_bits']:.2e} bits "
             f"(beyond K {row['strict_kl_bits_beyond']:.2e}); decay {interval('decay')}, temperature "
-            f"{interval('temperature')}, s {interval('s')} (icl {interval('icl_s')}); LOO icl-general - icl "
-            f"{row['loo_gain']:.1f} +- {row['loo_gain_se']:.1f}{'; exact' if row['exact'] else ''}")
+            f"{interval('temperature')}, s {interval('strength_general')} (icl {interval('strength')}); "
+            f"LOO icl-general - icl {row['loo_general']:.1f} +- {row['loo_general_se']:.1f}, icl - "
+            f"{row['non_bayes']} {row['loo_bayes']:.1f} +- {row['loo_bayes_se']:.1f}; order spread "
+            f"{row['order_spread']:.3g}{'; exact' if row['exact'] else ''}")
 
 
 def sweep_figure_file(rows: list[dict], exact: str | None, strength_true: float, train_length: int,
                       path: Path) -> Path:
-    """The figure: strict KL, decay and temperature, prior strength and LOO against parameters."""
+    """The figure: strict KL, decay and temperature, prior strength, the two LOO differences, and the order
+    and martingale gaps against parameters."""
     import numpy as np
 
     from bayesmatrix.analysis.plots.backend import pyplot
     from bayesmatrix.data.atomic import atomic_path
+    from bayesmatrix.inference.fit import INTERVAL_PROB
 
     plt = pyplot()
     params = np.array([row["parameters"] for row in rows], dtype=float)
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7), sharex=True)
 
     def column(name):
         return np.array([np.nan if row[name] is None else row[name] for row in rows], dtype=float)
@@ -364,6 +316,9 @@ def sweep_figure_file(rows: list[dict], exact: str | None, strength_true: float,
     def with_interval(ax, site, label, offset=1.0, **style):
         mean, low, high = column(site), column(f"{site}_low"), column(f"{site}_high")
         ax.errorbar(params * offset, mean, yerr=[mean - low, high - mean], fmt="o-", capsize=3, label=label, **style)
+
+    def with_two_se(ax, site, label, offset=1.0):
+        ax.errorbar(params * offset, column(site), yerr=2 * column(f"{site}_se"), fmt="o-", capsize=3, label=label)
 
     ax = axes[0, 0]
     ax.errorbar(params, column("strict_kl_bits"), yerr=column("strict_kl_bits_se"), fmt="o-", capsize=3,
@@ -378,19 +333,34 @@ def sweep_figure_file(rows: list[dict], exact: str | None, strength_true: float,
     with_interval(ax, "decay", "decay", offset=0.97)
     with_interval(ax, "temperature", "temperature", offset=1.03)
     ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_ylabel("icl-general (94% intervals)")
+    ax.set_ylabel(f"icl-general ({INTERVAL_PROB:.0%} intervals)")
     ax.legend(fontsize=8)
-    ax = axes[1, 0]
-    with_interval(ax, "s", "icl-general", offset=0.97)
-    with_interval(ax, "icl_s", "icl", offset=1.03)
+    ax = axes[0, 2]
+    with_interval(ax, "strength_general", "icl-general", offset=0.97)
+    with_interval(ax, "strength", "icl", offset=1.03)
     ax.axhline(strength_true, color="grey", lw=0.8)
     ax.set_yscale("log")
     ax.set_ylabel(f"prior strength s (world: {strength_true:g})")
     ax.legend(fontsize=8)
-    ax = axes[1, 1]
-    ax.errorbar(params, column("loo_gain"), yerr=2 * column("loo_gain_se"), fmt="o-", capsize=3)
+    ax = axes[1, 0]
+    with_two_se(ax, "loo_general", "icl-general - icl", offset=0.97)
+    with_two_se(ax, "loo_bayes", "icl - best non-Bayesian", offset=1.03)
     ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_ylabel("elpd icl-general - icl (± 2 se)")
+    ax.set_ylabel("elpd difference (± 2 se)")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    ax.errorbar(params * 0.97, column("order_spread"), yerr=2 * column("order_spread_mcse"), fmt="o-", capsize=3,
+                label="order spread (max TV)")
+    ax.errorbar(params * 1.03, column("martingale_gap"), yerr=2 * column("martingale_gap_mcse"), fmt="s-",
+                capsize=3, label="martingale gap")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_ylabel("gap from Bayes (± 2 mcse)")
+    ax.legend(fontsize=8)
+    ax = axes[1, 2]
+    with_interval(ax, "excess_bits", "against icl's fitted prior")
+    ax.set_yscale("log")
+    ax.set_ylabel("excess code length (bits per step)")
+    ax.legend(fontsize=8)
     for ax in axes.flat:
         ax.set_xscale("log")
         if exact is not None:

@@ -18,11 +18,13 @@ from bayesmatrix.data.errors import InputError
 from bayesmatrix.data.windtunnel import TrainOptions, get_world, load, shipped_model
 from bayesmatrix.data.windtunnel.modeling import build_model, count_parameters, llama_intermediate_size, vocabulary
 from bayesmatrix.data.windtunnel.training import _check_same_options
+from bayesmatrix.analysis.study import FIT_MODELS
 from bayesmatrix.workflows.sweep import (
     QUICK,
     SIZES,
     Size,
     SweepSettings,
+    columns,
     exact_updater,
     smallest_exact,
     trained,
@@ -120,7 +122,7 @@ def test_a_size_trains_into_its_folder_and_is_reused(tmp_path):
 def row(parameters, kl, decay, temperature, gain=0.0, se=1.0):
     return {"size": f"p{parameters}", "parameters": parameters, "strict_kl_bits": kl, "decay_low": decay[0],
             "decay_high": decay[1], "temperature_low": temperature[0], "temperature_high": temperature[1],
-            "loo_gain": gain, "loo_gain_se": se}
+            "loo_general": gain, "loo_general_se": se}
 
 
 def test_the_exact_updater_needs_small_kl_intervals_covering_one_and_no_loo_preference():
@@ -141,9 +143,10 @@ def test_the_exact_updater_needs_small_kl_intervals_covering_one_and_no_loo_pref
 
 @pytest.mark.long
 def test_the_quick_sweep_end_to_end(tmp_path):
-    """``bayesmatrix windtunnel sweep --quick``: two tiny sizes trained, scored, logged, fitted; table, record, figure.
+    """``bayesmatrix windtunnel sweep --quick``: two tiny sizes trained, scored and studied; table, record, figure.
 
-    Run again, it reuses every step and writes the same rows (costs included)."""
+    The sizes are one study (``OUT/study``, as ``bayesmatrix study`` writes it); run again, the sweep reuses
+    every step and writes the same rows (costs included)."""
     out, results = tmp_path / "sweep", tmp_path / "results"
     command = [sys.executable, "-m", "bayesmatrix", "windtunnel", "sweep", str(out), "--quick", "--quiet",
                "--results", str(results)]
@@ -153,6 +156,12 @@ def test_the_quick_sweep_end_to_end(tmp_path):
     with (results / "sweep.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert [r["size"] for r in table] == [size.name for size in QUICK.sizes]
+    assert list(table[0]) == columns() and "model" not in table[0]  # no machine path in a shipped table
+    study = json.loads((out / "study" / "study.json").read_text())
+    assert study["task"]["name"] == "windtunnel-dirichlet" and study["settings"]["episodes"] == QUICK.episodes
+    for size in QUICK.sizes:
+        runs = out / "study" / "models" / size.name / "runs"
+        assert sorted(path.name for path in runs.iterdir()) == sorted(FIT_MODELS)
     record = json.loads((results / "sweep.json").read_text())
     assert record["command"].startswith("bayesmatrix windtunnel sweep ") and "--quick" in record["command"]
     assert (results / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -161,9 +170,10 @@ def test_the_quick_sweep_end_to_end(tmp_path):
     for r in record["rows"]:
         assert len(r["strict_kl_bits_by_position"]) == QUICK.eval_length  # positions beyond K = 8 too
         assert r["strict_kl_bits"] >= r["kl_bits"] > 0 and r["strict_kl_bits_beyond"] > 0
-        for site in ("s", "decay", "temperature", "icl_s"):
+        for site in ("strength_general", "decay", "temperature", "strength", "excess_bits"):
             assert r[f"{site}_low"] <= r[site] <= r[f"{site}_high"], site
-        assert r["loo_gain_se"] > 0 and r["fit_cpu_seconds"] > 0 and r["log_cpu_seconds"] > 0
+        assert r["loo_general_se"] > 0 and r["loo_bayes_se"] > 0 and r["non_bayes"] in FIT_MODELS
+        assert r["order_spread"] >= 0 and r["martingale_gap"] >= 0 and r["study_seconds"] > 0
         # Forty steps leave even the larger tiny model far from exact Bayes.
         assert r["strict_kl_bits"] > 1e-2 and not r["exact"]
     assert record["smallest_exact"] is None
