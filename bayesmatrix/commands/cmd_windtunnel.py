@@ -215,7 +215,7 @@ def _register_sweep(actions) -> None:
     sweep.add_argument("out", metavar="OUT", help="folder for the trained sizes, their scores and the study (reused)")
     sweep.add_argument("--results", metavar="DIR", help="folder for sweep.csv, sweep.json and sweep.png (default OUT)")
     sweep.add_argument("--quick", action="store_true",
-                       help="two tiny sizes on a tiny recipe (40 steps, short logs and chains): a minute or two")
+                       help="two tiny sizes on a tiny recipe (40 steps, short logs and chains): a few minutes")
     sweep.add_argument("--steps", type=int, help="optimiser steps per size (default 1000; 40 with --quick)")
     sweep.add_argument("--batch-size", type=int, help="sequences per step (default 128; 32 with --quick)")
     sweep.add_argument("--sequences", dest="eval_sequences", type=int,

@@ -53,12 +53,12 @@ QUICK_SIZES = (Size(4, 1, 1), Size(8, 1, 2))
 
 @dataclasses.dataclass(frozen=True)
 class SweepSettings:
-    """The one recipe every size is trained, scored, logged and fitted with; checks itself.
+    """The one recipe every size is trained, scored and studied with; checks itself.
 
     The training defaults are the shipped dirichlet model's recipe (learning rate,
     warm-up, ``outside_penalty`` 30) on a smaller budget: 1000 steps of 128
     sequences, an eighth of its 2400 x 256 sequences, so that seven sizes train in
-    about ten CPU-minutes.
+    10 to 16 CPU-minutes (543 and 943 CPU-s in two runs on 2 cores).
     """
 
     sizes: tuple[Size, ...] = SIZES
@@ -95,6 +95,15 @@ class SweepSettings:
             raise InputError(f"must not be negative, not {self.num_warmup}", field="num_warmup")
         for size in self.sizes:
             self.train_options(size)  # the training options check themselves
+        from bayesmatrix.workflows.study import StudySettings
+
+        StudySettings(**self.study_options())  # so does the study's part, before any size trains
+
+    def study_options(self) -> dict:
+        """The keyword arguments of ``workflows.study.run_study`` (and its ``StudySettings``) for the sizes."""
+        return dict(episodes=self.episodes, length=self.length, samples=self.samples, observe="counts",
+                    num_chains=self.num_chains, num_warmup=self.num_warmup, num_samples=self.num_samples,
+                    seed=self.fit_seed)  # fmt: skip
 
     def train_options(self, size: Size):
         """The :class:`TrainOptions` of one size: everything but the size is shared."""
@@ -207,10 +216,7 @@ def studied(out: Path, settings: SweepSettings, say=print):
     from bayesmatrix.workflows.study import run_study
 
     return run_study([str(model_dir(out, size)) for size in settings.sizes], f"windtunnel-{settings.world}",
-                     Path(out) / STUDY_DIR, episodes=settings.episodes, length=settings.length,
-                     samples=settings.samples, observe="counts", num_chains=settings.num_chains,
-                     num_warmup=settings.num_warmup, num_samples=settings.num_samples, seed=settings.fit_seed,
-                     say=say)  # fmt: skip
+                     Path(out) / STUDY_DIR, say=say, **settings.study_options())
 
 
 def size_row(size: Size, training: dict, evaluation: dict, measured: dict, study_seconds: float) -> dict:

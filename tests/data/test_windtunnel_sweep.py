@@ -103,6 +103,9 @@ def test_the_plan_shares_everything_but_the_size():
     with pytest.raises(InputError) as error:
         dataclasses.replace(QUICK, sizes=(Size(6, 1, 4),))
     assert error.value.field == "num_heads"
+    with pytest.raises(InputError) as error:  # the study's settings, checked before any size trains
+        dataclasses.replace(QUICK, episodes=1)
+    assert error.value.field == "episodes"
 
 
 def test_a_size_trains_into_its_folder_and_is_reused(tmp_path):
