@@ -44,6 +44,8 @@ NO_TESTS_COLLECTED = 5
 STACK2_FOLDERS = ("tests/inference", "tests/cli", "tests/analysis", "tests/models", "tests/data",
                   "tests/test_architecture.py", "tests/workflows")
 STACK2_MARKS = "not slow and not docs and not server and not llm and not long"
+# Each folder's output ends with its slowest tests, so a CI log shows where the time goes.
+DURATIONS = ("--durations=8", "--durations-min=10")
 VERSIONS = ("arviz-base", "arviz-stats", "arviz-plots", "xarray", "matplotlib", "numpy", "jax", "numpyro", "torch")
 
 
@@ -89,7 +91,7 @@ def versions(python: str) -> str:
 def run_folder(target: str, pytest_args: Sequence[str], workdir: Path, lock: threading.Lock,
                python: str = sys.executable, label: str = "") -> Outcome:
     report = workdir / ((label + target).replace("/", "_").replace(" ", "_") + ".xml")
-    command = [python, "-m", "pytest", "-q", "-ra", f"--junitxml={report}", *pytest_args, target]
+    command = [python, "-m", "pytest", "-q", "-ra", f"--junitxml={report}", *DURATIONS, *pytest_args, target]
     started = time.monotonic()
     with lock:
         print(f"suite: {label}{target} started", flush=True)
