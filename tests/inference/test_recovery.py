@@ -29,7 +29,7 @@ EPISODES, LENGTH = 150, 16
 def fit_nuts(ds, model):
     model_input = prepare(ds, model)
     return nuts(
-        MODELS[model].function, model_input.kwargs, num_samples=500, num_warmup=400, num_chains=2, seed=3,
+        MODELS[model].function, model_input.kwargs, num_samples=300, num_warmup=300, num_chains=2, seed=3,
         coords=model_input.coords, dims=model_input.dims, progress_bar=False,
     )
 
@@ -71,7 +71,7 @@ def rhat_bound(within_ess, num_chains: int, num_values: int, miss: float = 1e-3)
     chi-square with m - 1 degrees of freedom over (m - 1) x (ESS per half), so R-hat^2 is about
     1 + chi2_{m-1} / ((m - 1) ESS / m), with ESS the chains' own (each chain's ESS, summed: not the
     bulk ESS across chains, which falls when chains disagree and would loosen the bound). At 2 chains
-    of 500 draws that puts R-hat's 99.9th percentile near 1.02, above the 1.01 of Vehtari et al.
+    of 300 draws that puts R-hat's 99.9th percentile near 1.02, above the 1.01 of Vehtari et al.
     (2021), which presumes thousands of draws: a fixed 1.01 here fails a well-mixed fit by chance (it
     did, 1.0107, on another JAX). Chains that have not mixed give R-hat well above this bound.
     """
