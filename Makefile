@@ -83,8 +83,10 @@ test-docs: $(STAMP)
 
 # The tests that log through a real llama.cpp server (tests/data/test_server_llama.py, marked server)
 # need llama-cpp-python[server], built here from source: about 10 CPU minutes (24 min on two shared,
-# loaded cores), too long for make test. Its wheel is kept in .cache/wheels, which make clean leaves,
-# so a rebuilt environment reuses it. CI runs make test-server after make test.
+# loaded cores), too long for make test. Its multimodal library (LLAVA_BUILD: images and audio) is left
+# out: a text model needs none of it, and it is a large part of the build. The wheel is kept in
+# .cache/wheels, which make clean leaves, so a rebuilt environment reuses it. CI builds it from its
+# start, at the lowest priority (.ci/run), and runs make test-server after make test.
 LLAMA_VENV := .cache/llama-server
 LLAMA_STAMP := $(LLAMA_VENV)/.installed
 LLAMA_VERSION := 0.3.36
@@ -92,7 +94,7 @@ LLAMA_VERSION := 0.3.36
 $(LLAMA_STAMP):
 	$(PYTHON) -m venv $(LLAMA_VENV)
 	@if ! ls .cache/wheels/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
-	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAVA_BUILD=OFF" \
 	  CMAKE_BUILD_PARALLEL_LEVEL=2 $(LLAMA_VENV)/bin/pip wheel -q --no-deps -w .cache/wheels llama-cpp-python==$(LLAMA_VERSION); \
 	fi
 	$(LLAMA_VENV)/bin/pip install -q --find-links .cache/wheels 'llama-cpp-python[server]==$(LLAMA_VERSION)'
