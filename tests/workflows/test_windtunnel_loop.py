@@ -27,6 +27,7 @@ long = pytest.mark.long  # the loop end to end, minutes: make test-long
 # standard errors) and the mixture's at 86 +- 13 (6.5), against the 4 asserted; README's table has the
 # command's 64 episodes.
 SETTINGS = LoopSettings(episodes=32)
+LOOP_FLAGS = ["--episodes", str(SETTINGS.episodes)]  # what the command is given beyond its defaults
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +37,12 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loop(workdir):
-    """``bayesmatrix windtunnel loop DIR --episodes 32``, once, in its own process as a user runs it.
+    """``bayesmatrix windtunnel loop DIR`` with :data:`LOOP_FLAGS`, once, in its own process as a user runs it.
 
     This is the command's end-to-end test (tests/cli/test_commands.py lists it
     as covered here): every test below reads the logs and runs it wrote.
     """
-    command = [sys.executable, "-m", "bayesmatrix", "windtunnel", "loop", str(workdir), "--episodes",
-               str(SETTINGS.episodes)]
+    command = [sys.executable, "-m", "bayesmatrix", "windtunnel", "loop", str(workdir), *LOOP_FLAGS]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     shown = f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
     assert completed.returncode == 0 and "Traceback" not in completed.stderr, shown
@@ -121,7 +121,7 @@ def test_the_command_writes_every_log_and_run_and_prints_each_case(loop, workdir
         read_run(path)
     assert loop.stdout.count("LOO: ") == 3 and "decay" in loop.stdout and "icl-mixture: w [" in loop.stdout
     # run again on the same folder: it reuses every log and run and prints the same table
-    assert main(["windtunnel", "loop", str(workdir), "--episodes", str(SETTINGS.episodes)]) == 0
+    assert main(["windtunnel", "loop", str(workdir), *LOOP_FLAGS]) == 0
     assert capsys.readouterr().out == loop.stdout
 
 
