@@ -203,19 +203,6 @@ def a_study(out: Path, completed: Completed) -> None:
     assert (out / "continuity.png").stat().st_size > 0
 
 
-def a_model_study(out: Path, completed: Completed) -> None:
-    """A study of one wind tunnel: its table, figure and the finished model's measures."""
-    import pandas as pd
-
-    [row] = pd.read_csv(out / "study.csv").to_dict("records")
-    assert row["model"] == "windtunnel:dirichlet" and row["parameters"] == 99520
-    assert row["decay_low"] <= row["decay"] <= row["decay_high"]
-    assert row["loo_verdict"] == "not distinguishable" or row["loo_verdict"].startswith("LOO prefers")
-    assert (out / "study.png").stat().st_size > 0
-    assert json.loads((out / "models" / "windtunnel-dirichlet" / "measures.json").read_text())["row"]["model"]
-    assert completed.stdout.strip().splitlines()[-1] == f"wrote {out / 'study.csv'} and {out / 'study.png'}"
-
-
 def an_sbc_report(out: Path, completed: Completed) -> None:
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["model"] == "matrix" and report["replications"] == 2
@@ -311,12 +298,6 @@ TABLE = [
         marks=long),
     # The quickest demo loads SmolLM2 (over a minute); its row checks the whole report.
     Row("demo", ("demo",), ("--quick", "--out", "{out}"), "demo", a_demo_folder, timeout=1800, marks=long + llm),
-    # one wind tunnel through every stage of a study: log, four NUTS fits, the consistency checks
-    Row("study", ("study",),
-        ("--task", "windtunnel-dirichlet", "--models", "windtunnel:dirichlet", "--episodes", "4", "--length", "6",
-         "--num-warmup", "30", "--num-samples", "30", "--multisets", "2", "--orders", "2", "--paths", "2",
-         "--path-length", "2", "--out", "{out}"),
-        "study-out", a_model_study, marks=long + llm),
     # each phenomena study on SmolLM2 at a tiny size (its model load alone takes 20 s): make test-long
     Row("phenomena_cot", ("phenomena", "cot"),
         ("--prompts", "2", "--direct-tokens", "3", "--cot-tokens", "6", "--batch-size", "2", "--quiet", "--out", "{out}"),
@@ -335,7 +316,8 @@ TABLE = [
 ROWS = {row.id: row for row in TABLE}
 # Commands whose end-to-end run, in its own process, lives in another test file, because
 # that file's assertions need the command's full-size output and running it twice costs minutes.
-ELSEWHERE = {("windtunnel", "loop"): REPO / "tests" / "workflows" / "test_windtunnel_loop.py",
+ELSEWHERE = {("study",): REPO / "tests" / "workflows" / "test_study.py",
+             ("windtunnel", "loop"): REPO / "tests" / "workflows" / "test_windtunnel_loop.py",
              ("windtunnel", "sweep"): REPO / "tests" / "data" / "test_windtunnel_sweep.py"}
 
 

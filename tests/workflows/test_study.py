@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -147,30 +149,42 @@ def test_every_panel_is_a_column_and_the_table_prints_missing_values():
 @pytest.mark.long
 @pytest.mark.llm  # runs the wind tunnels (torch)
 def test_two_wind_tunnels_end_to_end_and_a_rerun_reuses_them(tmp_path):
-    """Every stage on two shipped wind tunnels at a tiny size; a rerun redoes nothing, and after a
-    model's measures and one run are removed (a crash mid-model) only that model's missing parts are redone."""
+    """``bayesmatrix study`` through every stage on two shipped wind tunnels at a tiny size, in its own
+    process as a user runs it (the command's end-to-end test: tests/cli/test_commands.py lists it as
+    covered here); a rerun redoes nothing, and after a model's measures and one run are removed (a
+    crash mid-model) only that model's missing parts are redone."""
     out = tmp_path / "study"
     models = ["windtunnel:dirichlet", "windtunnel:dirichlet-gpt2"]
     tiny = dict(episodes=4, length=6, num_warmup=40, num_samples=40, multisets=2, orders=3, paths=2, path_length=3)
+    flags = [word for name, value in tiny.items() for word in (f"--{name.replace('_', '-')}", str(value))]
+    command = [sys.executable, "-m", "bayesmatrix", "study", "--task", TASK, "--models", *models, *flags,
+               "--out", str(out)]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    shown = f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+    assert completed.returncode == 0 and "Traceback" not in completed.stderr, shown
+    assert completed.stdout.strip().splitlines()[-1] == f"wrote {out / 'study.csv'} and {out / 'study.png'}"
+    assert sum("fit 4/4: icl-frequency" in line for line in completed.stderr.splitlines()) == 2, shown
+    table = pd.read_csv(out / "study.csv")
+    assert table["model"].tolist() == models and table["parameters"].iloc[0] == 99520
+    assert (out / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    folders = [out / MODELS_DIR / model_folder_name(model) for model in models]
+    assert [json.loads((folder / MEASURES_FILE).read_text())["row"]["model"] for folder in folders] == models
+
+    stamps = {path: path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*") if path.is_file()}
     said = []
-    result = run_study(models, TASK, out, say=said.append, **tiny)
-    assert [row["model"] for row in result.rows] == models and result.reused == ()
+    result = run_study(models, TASK, out, say=said.append, **tiny)  # the command's settings, in this process
+    assert result.reused == tuple(models) and len(said) == 2 and all("finished earlier" in line for line in said)
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert [row["model"] for row in result.rows] == models
     for row in result.rows:
         assert row["parameters"] > 1000
         for column in ("decay", "temperature", "strength", "excess_bits", "loo_bayes", "loo_bayes_se",
                        "loo_general", "order_spread", "martingale_gap"):  # fmt: skip
             assert np.isfinite(row[column]), (row["model"], column)
+            assert np.isclose(table.set_index("model").loc[row["model"], column], row[column]), column
         assert row["decay_low"] <= row["decay"] <= row["decay_high"]
         assert row["excess_bits"] >= 0 and row["order_spread"] >= 0 and row["martingale_gap"] >= 0
         assert row["loo_verdict"] == "not distinguishable" or row["loo_verdict"].startswith("LOO prefers")
-    assert sum("fit 4/4: icl-frequency" in line for line in said) == 2
-    assert len(pd.read_csv(result.table)) == 2
-
-    folders = [out / MODELS_DIR / model_folder_name(model) for model in models]
-    stamps = {path: path.stat().st_mtime_ns for folder in folders for path in folder.rglob("*") if path.is_file()}
-    again = run_study(models, TASK, out, say=said.append, **tiny)
-    assert again.reused == tuple(models) and again.rows == result.rows
-    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
 
     crashed = folders[1]
     (crashed / MEASURES_FILE).unlink()
