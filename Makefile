@@ -60,7 +60,7 @@ demo: $(STAMP)
 # are left out for time, each its own target, which CI runs after make test: the long tests
 # (marked long: studies and whole workflows end to end, minutes each) with the second
 # stack's slow ones (make test-long); the documents' code blocks (README.md, docs/*.md),
-# run as a reader runs them (make test-docs: tens of minutes); and the tests against a
+# run as a reader runs them (make test-docs: 8 to 20 minutes); and the tests against a
 # real llama.cpp server, which needs a build (make test-server).
 test: $(STAMP) $(STACK2_STAMP)
 	$(BIN)/ruff check .
