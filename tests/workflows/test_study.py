@@ -2,7 +2,7 @@
 
 The quick tests build finished model folders by hand (a measures.json each) and
 check what run_study makes of them without loading a model; the study test runs
-two shipped wind tunnels through every stage at a tiny size, then reruns it.
+``bayesmatrix study`` on two shipped wind tunnels through every stage at a tiny size, then reruns it.
 """
 
 from __future__ import annotations
