@@ -176,12 +176,13 @@ def test_two_wind_tunnels_end_to_end_and_a_rerun_reuses_them(tmp_path):
     assert result.reused == tuple(models) and len(said) == 2 and all("finished earlier" in line for line in said)
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     assert [row["model"] for row in result.rows] == models
+    written = table.set_index("model")
     for row in result.rows:
         assert row["parameters"] > 1000
         for column in ("decay", "temperature", "strength", "excess_bits", "loo_bayes", "loo_bayes_se",
                        "loo_general", "order_spread", "martingale_gap"):  # fmt: skip
             assert np.isfinite(row[column]), (row["model"], column)
-            assert np.isclose(table.set_index("model").loc[row["model"], column], row[column]), column
+            assert np.isclose(written.loc[row["model"], column], row[column]), column
         assert row["decay_low"] <= row["decay"] <= row["decay_high"]
         assert row["excess_bits"] >= 0 and row["order_spread"] >= 0 and row["martingale_gap"] >= 0
         assert row["loo_verdict"] == "not distinguishable" or row["loo_verdict"].startswith("LOO prefers")
