@@ -42,6 +42,8 @@ class CompileClock:
         """Compilation seconds in all, or within the ``time.perf_counter()`` window ``[start, end]``."""
         total, reach = 0.0, start
         for begin, finish in sorted(self._intervals):
+            if begin >= end:  # this and every later interval start after the window
+                break
             finish = min(finish, end)
             if finish > reach:
                 total += finish - max(begin, reach)

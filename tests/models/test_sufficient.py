@@ -221,3 +221,13 @@ def test_peers_benchmark_runs_our_side_with_tiny_settings(capsys):
     ours = results["numpyro-sufficient"]
     assert ours["ess"] > 20 and ours["sampling"] > 0 and ours["divergences"] == 0
     assert "| numpyro-sufficient" in capsys.readouterr().out
+
+
+def test_the_compile_clock_counts_only_what_falls_in_its_window():
+    from benchmarks import CompileClock
+
+    clock = CompileClock()
+    clock._intervals = [(0.0, 2.0), (1.0, 3.0), (5.0, 6.0), (9.0, 12.0)]  # overlapping, apart, after
+    assert clock.seconds() == 7.0
+    assert clock.seconds(1.5, 5.5) == 2.0  # 1.5 to 3, and 5 to 5.5
+    assert clock.seconds(6.5, 8.0) == 0.0  # nothing in the window, none of what comes after it
