@@ -105,7 +105,7 @@ def nuts(
         mcmc, log_likelihood=log_likelihood and pointwise_kwargs is None, coords=dict(coords or {}), dims=dict(dims or {})
     )
     if pointwise_kwargs is not None:
-        _replace_observations(datatree, model, mcmc.get_samples(group_by_chain=True), pointwise_kwargs, coords, dims,
+        replace_observations(datatree, model, mcmc.get_samples(group_by_chain=True), pointwise_kwargs, coords, dims,
                               log_likelihood=log_likelihood)  # fmt: skip
     return NutsResult(
         datatree=datatree,
@@ -118,7 +118,7 @@ def nuts(
     )
 
 
-def _replace_observations(datatree, model, samples, model_kwargs, coords, dims, log_likelihood=True) -> None:
+def replace_observations(datatree, model, samples, model_kwargs, coords, dims, log_likelihood=True) -> None:
     """Set ``log_likelihood`` (unless told not to) and ``observed_data`` of ``datatree`` from
     ``model(**model_kwargs)`` on ``samples``."""
     import arviz_base as azb

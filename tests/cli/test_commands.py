@@ -104,6 +104,17 @@ def a_run(method: str):
     return check
 
 
+def a_compiled_run(out: Path, completed: Completed) -> None:
+    from bayesmatrix.inference.rundir import read_run
+
+    a_run("nuts")(out, completed)
+    run = read_run(out)
+    assert run.info["options"]["sampler"] == "compiled"
+    assert run.datatree["posterior"]["s"].shape == (2, 300)
+    # diagnosed as NUTS draws (whether 300 draws pass every check is the seed's luck, as for NumPyro's)
+    assert "NUTS: 2 chains x 300 draws" in completed.stdout
+
+
 def all_checks_passed(out: Path, completed: Completed) -> None:
     assert "all checks passed" in completed.stdout
 
@@ -265,6 +276,10 @@ TABLE = [
         ("{sim_matrix}", "--model", "matrix", "--num-samples", "300", "--num-warmup", "200", "--num-chains", "2",
          "--seed", "2", "--quiet", "--out", "{out}"),
         "run-matrix-nuts", a_run("nuts")),
+    Row("fit_compiled", ("fit",),
+        ("{sim_matrix}", "--model", "matrix", "--sampler", "compiled", "--num-samples", "300", "--num-warmup", "200",
+         "--num-chains", "2", "--seed", "2", "--quiet", "--no-plots", "--out", "{out}"),
+        "run-matrix-compiled", a_compiled_run),
     Row("fit_svi", ("fit",),
         ("{sim_matrix}", "--model", "matrix", "--method", "svi", "--max-steps", "500", "--num-samples", "100",
          "--seed", "1", "--quiet", "--no-plots", "--out", "{out}"),
