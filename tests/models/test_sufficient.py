@@ -206,8 +206,8 @@ def test_sufficient_and_overhead_benchmarks_run_with_tiny_settings(capsys):
     assert [r["rows"] for r in results] == [100, 2000]
     assert all(r["gradients"] > 0 and r["nuts"] > 0 and r["statistic_size"] <= 4 * 10 + 10 for r in results)
     rows = overhead.main(overhead.parse_args(["--rows", "50", "--cols", "3", "--num-samples", "50", "--num-warmup",
-                                              "50", "--gradient-repeats", "5"]))  # fmt: skip
-    assert len(rows) == 2 and all(row[-2] > 0 for row in rows)  # overhead ratios
+                                              "50", "--gradient-repeats", "5", "--runs", "2"]))  # fmt: skip
+    assert len(rows) == 4 and all(row[7] > 0 for row in rows)  # overhead ratios: numpyro and compiled, two models
     printed = capsys.readouterr().out
     assert "NUTS without compilation" in printed and "overhead incl. compile" in printed
 
