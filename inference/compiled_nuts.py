@@ -259,12 +259,11 @@ def compiled_nuts(
 
     total = num_warmup + num_samples
     chunk = _chunk_steps(num_warmup, total)
-    starts = [start(init, key) for init, key in zip(inits, jax.random.split(key_chains, num_chains))]
+    carries = [start(init, key) for init, key in zip(inits, jax.random.split(key_chains, num_chains))]
     # One program, compiled once, runs every chain in turn. A chain per device would compile it once per
     # device (jit) or run far slower (pmap: 25x here, 4 host devices on 2 cores), and for the cheap
     # gradients this sampler is for, a chain takes a fraction of a second.
     run = jax.jit(partial(jax.lax.scan, step, xs=None, length=chunk))
-    carries = starts
     chunks: list[list] = [[] for _ in carries]
     num_chunks = -(-total // chunk)
     # Warm-up is timed to the end of the call in which it ends (compilation included); _chunk_steps makes

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("nuts", "svi"), default="nuts")
     p.add_argument("--sampler", choices=("numpyro", "compiled"), default="numpyro",
                    help="NUTS sampler: NumPyro's, or NUTS compiled as one loop, for models whose gradient costs "
-                   "microseconds (README, \"fit\"; BENCHMARKS.md, \"Sampler overhead\")")
+                   "microseconds (README, \"Fit, diagnose, compare\"; BENCHMARKS.md, \"Sampler overhead\")")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists")
     p.add_argument("--components", type=int, default=2, metavar="K", help="mixture components (mixture models)")
