@@ -12,7 +12,7 @@ STACK2_BIN := $(STACK2)/bin
 STACK2_STAMP := $(STACK2)/.installed
 STACK2_PYTHON ?= $(shell for candidate in python3.12 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n 1); do \
   "$$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$candidate"; break; }; done)
-# What make test-stack2 runs there (STACK2_SELECT="slow and ..." for only what make test leaves out).
+# What make test-stack2 runs there (STACK2_SELECT="long and ..." for only what make test leaves out).
 STACK2_SELECT ?= not docs and not server and not llm
 
 .PHONY: demo test test-fast test-docs test-stack2 test-long test-server llama-server bench clean
@@ -56,21 +56,20 @@ demo: $(STAMP)
 # Each test folder runs in a fresh pytest process, two at a time (tests/suite.py
 # says why); it fails when any folder fails or no test ran at all. The first stack
 # (Python 3.11, ArviZ 0.8, torch) runs every test but the long ones; the second (Python 3.12,
-# ArviZ 1.x, no torch) the quick ones that need no torch, as the lanes free up. Three kinds
+# ArviZ 1.x, no torch) every one of those that needs no torch, as the lanes free up. Three kinds
 # are left out for time, each its own target, which CI runs after make test: the long tests
-# (marked long: studies and whole workflows end to end, minutes each) with the second
-# stack's slow ones (make test-long); the documents' code blocks (README.md, docs/*.md),
+# (marked long: studies and whole workflows end to end, minutes each), on both stacks
+# (make test-long); the documents' code blocks (README.md, docs/*.md),
 # run as a reader runs them (make test-docs: 8 to 20 minutes); and the tests against a
 # real llama.cpp server, which needs a build (make test-server).
 test: $(STAMP) $(STACK2_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python -m "not docs and not server and not long"
 
-# What make test leaves out of both stacks for time (not the documents, not the server):
-# with it, every test that needs no torch has run on the second stack too.
+# What make test leaves out of both stacks for time (not the documents, not the server).
 test-long: $(STAMP) $(STACK2_STAMP)
 	$(BIN)/python -m tests.suite --stack2 $(STACK2_BIN)/python \
-	  --stack2-marks "(slow or long) and not docs and not server and not llm" -m "long and not docs and not server"
+	  --stack2-marks "long and not docs and not server and not llm" -m "long and not docs and not server"
 
 test-stack2: $(STACK2_STAMP)
 	$(STACK2_BIN)/python -m tests.suite -m "$(STACK2_SELECT)"

@@ -13,9 +13,9 @@ every folder passed and at least one test ran.
 
 ``--stack2 PYTHON`` (``make test``) runs the second supported stack too, that
 interpreter's environment (Python 3.12, ArviZ 1.x, no torch): each lane, once its
-own folders are done, takes the next of that stack's folders, with the quick tests
-that need no torch (:data:`STACK2_MARKS`, or ``--stack2-marks EXPR``: ``make test-long``
-runs there the slow and long ones). The versions of both stacks are printed first.
+own folders are done, takes the next of that stack's folders, with every test that
+needs no torch but the long ones (:data:`STACK2_MARKS`, or ``--stack2-marks EXPR``:
+``make test-long`` runs there the long ones). The versions of both stacks are printed first.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ LANES = (
 )
 NO_TESTS_COLLECTED = 5
 
-# The second stack's folders, the slowest first; its selection within make test's time on two cores.
+# The second stack's folders, the slowest first, and what make test runs there.
 STACK2_FOLDERS = ("tests/inference", "tests/cli", "tests/analysis", "tests/models", "tests/data",
                   "tests/test_architecture.py", "tests/workflows")
-STACK2_MARKS = "not slow and not docs and not server and not llm and not long"
+STACK2_MARKS = "not docs and not server and not llm and not long"
 # Each folder's output ends with its slowest tests, so a CI log shows where the time goes.
 DURATIONS = ("--durations=8", "--durations-min=10")
 VERSIONS = ("arviz-base", "arviz-stats", "arviz-plots", "xarray", "matplotlib", "numpy", "jax", "numpyro", "torch")
